@@ -1,0 +1,1 @@
+"""Host core: issuer, acquirer, scheme stand-in, ledger, settlement, history checker, money."""

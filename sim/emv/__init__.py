@@ -1,0 +1,1 @@
+"""EMV: TLV and the tag dictionary, virtual cards, the terminal kernel, crypto."""

@@ -1,0 +1,246 @@
+"""The message catalogue: which MTIs possim speaks, which fields each must carry.
+
+All rules live in :data:`MESSAGE_TYPES`, written as data the way jPOS writes its
+field checks: ``M`` mandatory, ``C`` conditional (a named rule in
+:data:`CONDITIONS` decides), ``O`` optional. A field outside the three is
+*unexpected*: tolerated by default (hosts add private fields), refused when
+``strict``.
+
+Examples
+--------
+>>> response_mti("0200"), response_mti("0221"), response_mti("0401")
+('0210', '0230', '0410')
+>>> sorted(MESSAGE_TYPES["0800"].mandatory, key=int)
+['7', '11', '70']
+>>> validate({"t": "0800", "7": "1122103000", "11": "000001"})
+Traceback (most recent call last):
+...
+sim.iso8583.errors.MessageError: 0800 network management request: mandatory field DE70 (Network Management Information Code) is missing
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+from .errors import MessageError
+
+Fields = Mapping[str, str]
+
+CHIP_ENTRY_MODES = ("05", "07")
+"""DE22 positions 1-2 for chip read (contact, contactless): DE55 must be present."""
+
+SWIPE_ENTRY_MODES = ("02", "80", "90")
+"""DE22 positions 1-2 for magnetic stripe read (plain, fallback, full track): DE35 must be present."""
+
+NETWORK_CODES = {"001": "sign-on", "002": "sign-off", "301": "echo test"}
+"""DE70 network management information codes possim understands."""
+
+
+def _needs_pan(f: Fields) -> bool:
+    return "35" not in f
+
+
+def _chip(f: Fields) -> bool:
+    return f.get("22", "")[:2] in CHIP_ENTRY_MODES
+
+
+def _swiped(f: Fields) -> bool:
+    return f.get("22", "")[:2] in SWIPE_ENTRY_MODES
+
+
+def _approved(f: Fields) -> bool:
+    return f.get("39") == "00"
+
+
+CONDITIONS: dict[str, tuple[str, Callable[[Fields], bool]]] = {
+    "2": ("when DE35 (track 2) is absent", _needs_pan),
+    "35": ("when DE22 says magstripe read (02x, 80x, 90x)", _swiped),
+    "55": ("when DE22 says chip read (05x, 07x)", _chip),
+    "38": ("when DE39 is 00 (approved)", _approved),
+}
+"""Conditional fields: the rule that makes each one required, in words and as code."""
+
+
+@dataclass(frozen=True)
+class MessageType:
+    """One MTI's place in the catalogue and its field matrix."""
+
+    mti: str
+    name: str
+    response: str | None
+    mandatory: frozenset[str]
+    conditional: frozenset[str]
+    optional: frozenset[str]
+
+    @property
+    def is_request(self) -> bool:
+        """True for messages that expect an answer (0xx0 and their repeats)."""
+        return self.response is not None
+
+    @property
+    def allowed(self) -> frozenset[str]:
+        """Every field this MTI may carry, bitmaps and MTI included."""
+        return self.mandatory | self.conditional | self.optional | {"t", "p", "1"}
+
+
+def _fields(spec: str) -> frozenset[str]:
+    return frozenset(spec.split()) if spec else frozenset()
+
+
+def _mt(mti: str, name: str, response: str | None, m: str, c: str = "", o: str = "") -> MessageType:
+    return MessageType(mti, name, response, _fields(m), _fields(c), _fields(o))
+
+
+# Field matrices. Common optional fields of card-present traffic:
+_TXN_O = "12 13 14 18 19 23 25 32 37 42 43 45 48 52 60 61 62 63 64 128"
+_RSP_O = "2 3 4 12 13 14 15 22 23 32 37 42 44 48 49 54 60 61 62 63 64 128"
+_REV_O = "2 12 13 14 22 23 25 32 35 37 38 39 42 43 48 55 60 62 63 64 95 128"
+_ADV_O = "12 13 14 18 23 25 32 37 38 42 43 48 60 61 62 63 64 128"
+_REC_O = "15 32 42 48 60 63 64 75 77 87 89 97 128"
+
+MESSAGE_TYPES: dict[str, MessageType] = {
+    mt.mti: mt
+    for mt in [
+        _mt("0100", "authorization request", "0110", "3 4 7 11 22 41 49", "2 35 55", _TXN_O),
+        _mt("0110", "authorization response", None, "7 11 39 41", "38", _RSP_O + " 55"),
+        _mt("0120", "authorization advice", "0130", "3 4 7 11 22 39 41 49", "2 35 55", _ADV_O),
+        _mt("0121", "authorization advice repeat", "0130", "3 4 7 11 22 39 41 49", "2 35 55", _ADV_O),
+        _mt("0130", "authorization advice response", None, "7 11 39 41", "", _RSP_O),
+        _mt("0200", "financial request", "0210", "3 4 7 11 22 41 49", "2 35 55", _TXN_O),
+        _mt("0210", "financial response", None, "7 11 39 41", "38", _RSP_O + " 55"),
+        _mt("0220", "financial advice", "0230", "3 4 7 11 22 39 41 49", "2 35 55", _ADV_O),
+        _mt("0221", "financial advice repeat", "0230", "3 4 7 11 22 39 41 49", "2 35 55", _ADV_O),
+        _mt("0230", "financial advice response", None, "7 11 39 41", "", _RSP_O),
+        _mt("0400", "reversal request", "0410", "3 4 7 11 41 49 90", "", _REV_O),
+        _mt("0401", "reversal request repeat", "0410", "3 4 7 11 41 49 90", "", _REV_O),
+        _mt("0410", "reversal response", None, "7 11 39 41", "", _RSP_O + " 90"),
+        _mt("0420", "reversal advice", "0430", "3 4 7 11 41 49 90", "", _REV_O),
+        _mt("0421", "reversal advice repeat", "0430", "3 4 7 11 41 49 90", "", _REV_O),
+        _mt("0430", "reversal advice response", None, "7 11 39 41", "", _RSP_O + " 90"),
+        _mt("0500", "reconciliation request", "0510", "7 11 41 50 74 76 86 88", "", _REC_O),
+        _mt("0510", "reconciliation response", None, "7 11 39 41", "", _REC_O + " 50 74 76 86 88"),
+        _mt("0800", "network management request", "0810", "7 11 70", "", "12 13 41 42 48 53 64 128"),
+        _mt("0810", "network management response", None, "7 11 39 70", "", "12 13 41 42 48 53 64 128"),
+    ]
+}
+
+REPEATS = {"0121": "0120", "0221": "0220", "0401": "0400", "0421": "0420"}
+"""Repeat MTI → original MTI: same message sent again because no answer came."""
+
+NUMERIC_FIELDS = frozenset("3 4 7 11 12 13 14 15 18 19 22 23 25 32 49 50 70 74 75 76 77 86 87 88 89 90".split())
+"""Fields whose content must be decimal digits (ISO 8583 ``n``)."""
+
+
+def response_mti(mti: str) -> str:
+    """The MTI that answers ``mti`` (repeats are answered like their originals).
+
+    Raises
+    ------
+    MessageError
+        When ``mti`` is not a request in the catalogue.
+    """
+    mt = MESSAGE_TYPES.get(mti)
+    if mt is None or mt.response is None:
+        requests = ", ".join(m for m, t in MESSAGE_TYPES.items() if t.is_request)
+        raise MessageError(f"MTI {mti!r} is not a request possim answers; requests: {requests}", field="t")
+    return mt.response
+
+
+def original_mti(mti: str) -> str:
+    """The MTI of a message's first transmission: ``0221`` → ``0220``, others unchanged."""
+    return REPEATS.get(mti, mti)
+
+
+def match_key(fields: Fields) -> tuple[str, str, str]:
+    """Request/response matching key: MTI class (first two digits) + DE41 + DE11.
+
+    The jPOS QMUX convention: a 0200 and its 0210 (or a 0221 and its 0230) share it.
+
+    >>> match_key({"t": "0200", "41": "TERM0001", "11": "000042"})
+    ('02', 'TERM0001', '000042')
+    >>> match_key({"t": "0210", "41": "TERM0001", "11": "000042"})
+    ('02', 'TERM0001', '000042')
+    """
+    return (fields.get("t", "")[:2], fields.get("41", ""), fields.get("11", ""))
+
+
+def _describe(key: str, descriptions: Mapping[str, str] | None) -> str:
+    if descriptions and key in descriptions:
+        return f"DE{key} ({descriptions[key]})"
+    return f"DE{key}"
+
+
+def validate(
+    fields: Fields,
+    *,
+    mac_field: str | None = None,
+    strict: bool = False,
+    descriptions: Mapping[str, str] | None = None,
+) -> "MessageType":
+    """Check a decoded message against the catalogue; return its :class:`MessageType`.
+
+    Parameters
+    ----------
+    fields : mapping
+        Decoded fields (``{"t": "0200", "2": ..., ...}``), as pyiso8583 gives them.
+    mac_field : str, optional
+        ``"64"`` or ``"128"`` when the dialect MACs: that field becomes mandatory.
+    strict : bool
+        Refuse fields outside the MTI's matrix.
+    descriptions : mapping, optional
+        Field descriptions (a dialect's) to name fields in errors.
+
+    Raises
+    ------
+    MessageError
+        The first rule broken, naming the MTI, the field and what was expected.
+    """
+    mti = fields.get("t")
+    mt = MESSAGE_TYPES.get(mti)  # type: ignore[arg-type]
+    if mt is None:
+        raise MessageError(f"MTI {mti!r} is not in the catalogue; known: {', '.join(MESSAGE_TYPES)}", field="t")
+    where = f"{mti} {mt.name}"
+    for key in mt.mandatory:
+        if key not in fields:
+            d = _describe(key, descriptions) if descriptions else _describe(key, _DEFAULT_DESC)
+            raise MessageError(f"{where}: mandatory field {d} is missing", field=key)
+    for key in mt.conditional:
+        if key not in fields:
+            rule, applies = CONDITIONS[key]
+            if applies(fields):
+                raise MessageError(f"{where}: field {_describe(key, descriptions or _DEFAULT_DESC)} is required {rule}", field=key)
+    if mac_field is not None and mac_field not in fields:
+        raise MessageError(f"{where}: MAC field DE{mac_field} is missing (this dialect MACs)", field=mac_field)
+    if strict:
+        allowed = mt.allowed
+        for key in fields:
+            if key not in allowed and key != mac_field:
+                raise MessageError(f"{where}: field {_describe(key, descriptions or _DEFAULT_DESC)} is not expected", field=key)
+    for key in NUMERIC_FIELDS.intersection(fields):
+        value = fields[key]
+        if not (value.isdigit() and value.isascii()):
+            raise MessageError(f"{where}: field {_describe(key, descriptions or _DEFAULT_DESC)} is {value!r}; allowed: digits only", field=key)
+    if "70" in fields and fields["70"] not in NETWORK_CODES:
+        allowed_codes = ", ".join(f"{c} {n}" for c, n in NETWORK_CODES.items())
+        raise MessageError(f"{where}: DE70 is {fields['70']!r}; allowed: {allowed_codes}", field="70")
+    if "7" in fields:
+        _check_mmddhhmmss(where, fields["7"])
+    return mt
+
+
+def _check_mmddhhmmss(where: str, value: str) -> None:
+    if len(value) != 10:
+        raise MessageError(f"{where}: DE7 is {value!r}; allowed: a date-time MMDDhhmmss", field="7")
+    month, day, hour, minute, second = (int(value[i : i + 2]) for i in range(0, 10, 2))
+    if not (1 <= month <= 12 and 1 <= day <= 31 and hour < 24 and minute < 60 and second < 60):
+        raise MessageError(f"{where}: DE7 is {value!r}; allowed: a date-time MMDDhhmmss", field="7")
+
+
+def _default_descriptions() -> dict[str, str]:
+    from iso8583.specs import default_ascii
+
+    return {k: v["desc"] for k, v in default_ascii.items()}
+
+
+_DEFAULT_DESC = _default_descriptions()
