@@ -1,0 +1,1 @@
+"""Benchmarks: possim layers measured against a baseline run in the same process."""

@@ -1,0 +1,48 @@
+"""The ``possim`` command line (typer + rich).
+
+Each command group lives beside the code it drives; this module only wires them
+together and turns the layer's documented errors into one clear line and exit 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from .iso8583.errors import WireError
+
+app = typer.Typer(
+    name="possim",
+    help="Hardware simulator and conformance test harness for card-present payments.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _register() -> None:
+    from .iso8583.pcap_cli import pcap_app
+    from .bench.cli import bench_app
+    from .demo import demo_command
+
+    app.add_typer(pcap_app, name="pcap")
+    app.add_typer(bench_app, name="bench")
+    app.command("demo")(demo_command)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the console script."""
+    _register()
+    try:
+        app(args=argv, standalone_mode=True)
+    except (WireError, OSError) as exc:
+        err_console.print(f"[red]possim: {exc}[/red]")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
