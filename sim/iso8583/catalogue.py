@@ -21,7 +21,7 @@ sim.iso8583.errors.MessageError: 0800 network management request: mandatory fiel
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable, Iterable, Mapping
 
 from .errors import MessageError
 
@@ -128,7 +128,7 @@ MESSAGE_TYPES: dict[str, MessageType] = {
 REPEATS = {"0121": "0120", "0221": "0220", "0401": "0400", "0421": "0420"}
 """Repeat MTI → original MTI: same message sent again because no answer came."""
 
-NUMERIC_FIELDS = frozenset("3 4 7 11 12 13 14 15 18 19 22 23 25 32 49 50 70 74 75 76 77 86 87 88 89 90".split())
+NUMERIC_FIELDS = frozenset("2 3 4 7 11 12 13 14 15 18 19 22 23 25 32 49 50 70 74 75 76 77 86 87 88 89 90".split())
 """Fields whose content must be decimal digits (ISO 8583 ``n``)."""
 
 
@@ -166,9 +166,8 @@ def match_key(fields: Fields) -> tuple[str, str, str]:
 
 
 def _describe(key: str, descriptions: Mapping[str, str] | None) -> str:
-    if descriptions and key in descriptions:
-        return f"DE{key} ({descriptions[key]})"
-    return f"DE{key}"
+    table = descriptions or _DEFAULT_DESC
+    return f"DE{key} ({table[key]})" if key in table else f"DE{key}"
 
 
 def validate(
@@ -177,8 +176,9 @@ def validate(
     mac_field: str | None = None,
     strict: bool = False,
     descriptions: Mapping[str, str] | None = None,
+    content: Iterable[str] | None = None,
 ) -> "MessageType":
-    """Check a decoded message against the catalogue; return its :class:`MessageType`.
+    """Check a message against the catalogue; return its :class:`MessageType`.
 
     Parameters
     ----------
@@ -190,6 +190,9 @@ def validate(
         Refuse fields outside the MTI's matrix.
     descriptions : mapping, optional
         Field descriptions (a dialect's) to name fields in errors.
+    content : iterable of str, optional
+        Check the content of only these fields (constructors pass the fields a
+        caller gave as raw strings; the rest they formatted themselves). Default: all.
 
     Raises
     ------
@@ -200,41 +203,55 @@ def validate(
     mt = MESSAGE_TYPES.get(mti)  # type: ignore[arg-type]
     if mt is None:
         raise MessageError(f"MTI {mti!r} is not in the catalogue; known: {', '.join(MESSAGE_TYPES)}", field="t")
-    where = f"{mti} {mt.name}"
-    for key in mt.mandatory:
-        if key not in fields:
-            d = _describe(key, descriptions) if descriptions else _describe(key, _DEFAULT_DESC)
-            raise MessageError(f"{where}: mandatory field {d} is missing", field=key)
+    if not mt.mandatory <= fields.keys():
+        key = min(mt.mandatory - fields.keys(), key=int)
+        raise MessageError(f"{mti} {mt.name}: mandatory field {_describe(key, descriptions)} is missing", field=key)
     for key in mt.conditional:
         if key not in fields:
             rule, applies = CONDITIONS[key]
             if applies(fields):
-                raise MessageError(f"{where}: field {_describe(key, descriptions or _DEFAULT_DESC)} is required {rule}", field=key)
+                raise MessageError(f"{mti} {mt.name}: field {_describe(key, descriptions)} is required {rule}", field=key)
     if mac_field is not None and mac_field not in fields:
-        raise MessageError(f"{where}: MAC field DE{mac_field} is missing (this dialect MACs)", field=mac_field)
+        raise MessageError(f"{mti} {mt.name}: MAC field DE{mac_field} is missing (this dialect MACs)", field=mac_field)
     if strict:
         allowed = mt.allowed
         for key in fields:
             if key not in allowed and key != mac_field:
-                raise MessageError(f"{where}: field {_describe(key, descriptions or _DEFAULT_DESC)} is not expected", field=key)
-    for key in NUMERIC_FIELDS.intersection(fields):
-        value = fields[key]
-        if not (value.isdigit() and value.isascii()):
-            raise MessageError(f"{where}: field {_describe(key, descriptions or _DEFAULT_DESC)} is {value!r}; allowed: digits only", field=key)
-    if "70" in fields and fields["70"] not in NETWORK_CODES:
-        allowed_codes = ", ".join(f"{c} {n}" for c, n in NETWORK_CODES.items())
-        raise MessageError(f"{where}: DE70 is {fields['70']!r}; allowed: {allowed_codes}", field="70")
-    if "7" in fields:
-        _check_mmddhhmmss(where, fields["7"])
+                raise MessageError(f"{mti} {mt.name}: field {_describe(key, descriptions)} is not expected", field=key)
+    check_content(fields, fields.keys() if content is None else content, mt, descriptions)
     return mt
 
 
-def _check_mmddhhmmss(where: str, value: str) -> None:
-    if len(value) != 10:
-        raise MessageError(f"{where}: DE7 is {value!r}; allowed: a date-time MMDDhhmmss", field="7")
-    month, day, hour, minute, second = (int(value[i : i + 2]) for i in range(0, 10, 2))
-    if not (1 <= month <= 12 and 1 <= day <= 31 and hour < 24 and minute < 60 and second < 60):
-        raise MessageError(f"{where}: DE7 is {value!r}; allowed: a date-time MMDDhhmmss", field="7")
+def check_content(
+    fields: Fields, keys: Iterable[str], mt: MessageType, descriptions: Mapping[str, str] | None = None
+) -> None:
+    """Check the content of ``keys``: digits where ISO 8583 says ``n``, a real DE7, a known DE70."""
+    for key in NUMERIC_FIELDS.intersection(keys):
+        value = fields.get(key)
+        if value is not None and not (value.isdigit() and value.isascii()):
+            raise MessageError(
+                f"{mt.mti} {mt.name}: field {_describe(key, descriptions)} is {value!r}; allowed: digits only", field=key
+            )
+    code = fields.get("70")
+    if code is not None and code not in NETWORK_CODES:
+        allowed_codes = ", ".join(f"{c} {n}" for c, n in NETWORK_CODES.items())
+        raise MessageError(f"{mt.mti} {mt.name}: DE70 is {code!r}; allowed: {allowed_codes}", field="70")
+    when = fields.get("7")
+    if when is not None and not _is_mmddhhmmss(when):
+        raise MessageError(f"{mt.mti} {mt.name}: DE7 is {when!r}; allowed: a date-time MMDDhhmmss", field="7")
+
+
+def _is_mmddhhmmss(value: str) -> bool:
+    # String comparisons on fixed-width digit pairs: as exact as int(), and cheap on the hot path.
+    return (
+        len(value) == 10
+        and value.isdigit()
+        and "01" <= value[0:2] <= "12"
+        and "01" <= value[2:4] <= "31"
+        and value[4:6] <= "23"
+        and value[6:8] <= "59"
+        and value[8:10] <= "59"
+    )
 
 
 def _default_descriptions() -> dict[str, str]:

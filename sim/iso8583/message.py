@@ -110,7 +110,7 @@ class Message:
 
     def encode(self, dialect: Dialect = DEFAULT) -> bytes:
         """Encode with ``dialect`` (bitmaps computed by pyiso8583)."""
-        return dialect.encode(dict(self.fields))
+        return dialect.encode(self.fields)  # pyiso8583 only (re)writes the bitmap keys
 
     # Typed accessors ----------------------------------------------------------------------
 
@@ -266,10 +266,12 @@ def _currency(currency: Any) -> str:
     return _n(getattr(currency, "numeric", currency), 3, "49")
 
 
-def _finish(fields: dict[str, str], extra: Mapping[str, str] | None) -> Message:
+def _finish(fields: dict[str, str], extra: Mapping[str, str] | None, raw: tuple[str, ...] = ()) -> Message:
+    """Add ``extra`` fields and validate; content is checked for the raw strings callers gave."""
     if extra:
         fields.update(extra)
-    return Message(fields, validate(fields))
+        raw = (*raw, *extra)
+    return Message(fields, validate(fields, content=raw))
 
 
 def transaction_request(
@@ -310,11 +312,12 @@ def transaction_request(
         "49": _currency(currency),
     }
     optional = {
-        "2": pan, "12": local_time, "13": local_date, "14": expiry, "23": pan_sequence and _n(pan_sequence, 3, "23"),
+        "2": pan, "12": local_time and _n(local_time, 6, "12"), "13": local_date and _n(local_date, 4, "13"),
+        "14": expiry and _n(expiry, 4, "14"), "23": pan_sequence and _n(pan_sequence, 3, "23"),
         "35": track2, "37": rrn, "42": merchant_id, "52": pin_block, "55": _icc(icc),
     }
     fields.update({k: v for k, v in optional.items() if v is not None})
-    return _finish(fields, extra)
+    return _finish(fields, extra, ("2", "7"))
 
 
 def authorization_request(**kwargs: Any) -> Message:
@@ -398,7 +401,7 @@ def reversal(
         fields["95"] = f"{value:012d}".ljust(42, "0")
     if reason is not None:
         fields["39"] = reason
-    return _finish(fields, extra)
+    return _finish(fields, extra, ("7",))
 
 
 def response(
@@ -425,7 +428,7 @@ def response(
     icc_hex = _icc(icc)
     if icc_hex is not None:
         fields["55"] = icc_hex
-    return _finish(fields, extra)
+    return _finish(fields, extra, ("7",))
 
 
 def network_request(
@@ -435,7 +438,7 @@ def network_request(
     fields = {"t": "0800", "7": _when(transmitted), "11": _n(stan, 6, "11"), "70": code}
     if terminal_id is not None:
         fields["41"] = terminal_id
-    return _finish(fields, None)
+    return _finish(fields, None, ("7", "70"))
 
 
 def reconciliation_request(
@@ -464,4 +467,4 @@ def reconciliation_request(
     }
     if batch is not None:
         fields["60"] = batch
-    return _finish(fields, None)
+    return _finish(fields, None, ("7",))
