@@ -148,7 +148,7 @@ def test_reversal_points_at_original_and_partial_amount() -> None:
     assert original is not None
     assert (original.mti, original.stan, original.transmitted) == ("0200", "000007", sale.transmitted)
     assert rev.amount == 1000
-    assert rev.get("95", "").startswith("000000001000")
+    assert rev.get("95", "").startswith("000000001500")  # 25.00 sale, 10.00 reversed: finally 15.00
     assert repeat(rev).mti == "0401"
     assert repeat(reversal(sale, stan=9, transmitted="1122103300", mti="0420")).mti == "0421"
 

@@ -376,8 +376,9 @@ def reversal(
 ) -> Message:
     """A 0400/0420 reversal of ``original``, DE90 pointing at it.
 
-    ``amount`` is the amount to reverse (default: all of it; less is a partial
-    reversal, the remainder going in DE95). ``reason`` goes in DE39 (e.g. ``"68"`` timeout).
+    ``amount`` is the amount to reverse, carried in DE4 (default: all of it). Less is
+    a partial reversal: DE95 then carries the replacement amount, what the original
+    transaction finally comes to (original amount minus ``amount``). ``reason`` goes in DE39 (e.g. ``"68"`` timeout).
     """
     if original_mti(mti) not in ("0400", "0420"):
         raise MessageError(f"reversal MTI {mti!r}; allowed: 0400, 0401, 0420, 0421", field="t")
@@ -398,7 +399,7 @@ def reversal(
         if key in src:
             fields[key] = src[key]
     if value < full:
-        fields["95"] = f"{value:012d}".ljust(42, "0")
+        fields["95"] = f"{full - value:012d}".ljust(42, "0")  # replacement: what the sale finally is
     if reason is not None:
         fields["39"] = reason
     return _finish(fields, extra, ("7",))
