@@ -1,0 +1,155 @@
+"""The host: acquirer, scheme stand-in and issuers wired together from config data.
+
+This is the one object every driver runs (the SimPy world, the live TCP host, the
+BDD steps, the in-process host of ``possim terminal``): sans-IO, fed a message or
+bytes and the current time, returning the answer.
+
+Configuration is plain data (desmod style), every key optional::
+
+    {
+        "acquirer": {"require_sign_on": False, "outages": [...]},     # see Acquirer
+        "standin": {"limits": {"EUR": 5000, "USD": 5000}},            # see StandIn
+        "settlement": {"cutoff": "23:00"},                             # see Settlement
+        "issuer": {"duplicate_window_s": 900, "pin_try_limit": 3},     # every issuer
+    }
+
+Examples
+--------
+>>> from datetime import datetime
+>>> from sim.iso8583.message import network_request
+>>> host = Host()
+>>> echo = network_request("301", stan=1, transmitted="1122103000", terminal_id="TERM0001")
+>>> host.handle(echo, datetime(2026, 11, 22, 10, 30)).response_code
+'00'
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Mapping
+
+from ..iso8583.dialect import DEFAULT, Dialect
+from ..iso8583.errors import WireError
+from ..iso8583.message import Message, parse
+from .acquirer import Acquirer
+from .cards import CardSet, load_cards
+from .history import BookedEffect, effects_from, posting_effect
+from .issuer import Issuer
+from .settlement import Settlement, UploadResult
+from .standin import StandIn
+
+DEFAULT_STANDIN_LIMITS = {"EUR": 5000, "USD": 5000, "JPY": 5000, "KWD": 5000}
+"""Stand-in approves below 50.00 EUR/USD, 5000 JPY, 5.000 KWD unless configured."""
+
+_SECTIONS = ("acquirer", "standin", "settlement", "issuer")
+_ISSUER_KEYS = {"duplicate_window_s": "duplicate_window", "pin_try_limit": "pin_try_limit"}
+
+
+class Host:
+    """Acquirer + stand-in + settlement + one :class:`Issuer` per issuer of the card set.
+
+    Parameters
+    ----------
+    config : mapping, optional
+        Sections ``acquirer``, ``standin``, ``settlement``, ``issuer`` (see the module doc).
+    cards : CardSet, optional
+        The card set; default the shipped one (the virtual cards use the same).
+    """
+
+    def __init__(self, config: Mapping[str, Any] | None = None, cards: CardSet | None = None) -> None:
+        config = dict(config or {})
+        unknown = set(config) - set(_SECTIONS)
+        if unknown:
+            raise ValueError(f"host config has unknown sections {sorted(unknown)}; allowed: {', '.join(_SECTIONS)}")
+        self.cards = cards if cards is not None else load_cards()
+        options: dict[str, Any] = {}
+        for key, value in dict(config.get("issuer", {})).items():
+            if key not in _ISSUER_KEYS:
+                raise ValueError(f"host config [issuer] has unknown key {key!r}; allowed: {', '.join(_ISSUER_KEYS)}")
+            options[_ISSUER_KEYS[key]] = timedelta(seconds=value) if key == "duplicate_window_s" else value
+        self.issuers: dict[str, Issuer] = {
+            cfg.id: Issuer.from_card_set(self.cards, cfg.id, **options) for cfg in self.cards.issuers
+        }
+        standin = dict(config.get("standin", {}))
+        standin.setdefault("limits", DEFAULT_STANDIN_LIMITS)
+        self.acquirer = Acquirer(
+            self.issuers.values(),
+            config.get("acquirer"),
+            standin=StandIn(standin),
+            settlement=Settlement(config.get("settlement")),
+        )
+
+    @property
+    def settlement(self) -> Settlement:
+        """The acquirer's batches and reconciliation."""
+        return self.acquirer.settlement
+
+    @property
+    def standin(self) -> StandIn:
+        """The scheme stand-in processor and its advice queue."""
+        return self.acquirer.standin
+
+    def handle(self, msg: Message, now: datetime) -> Message:
+        """Answer one request (format problems are answered 30, never raised)."""
+        return self.acquirer.handle(msg, now)
+
+    def receive(self, raw: bytes, now: datetime, dialect: Dialect = DEFAULT) -> bytes | None:
+        """Answer one frame's bytes with bytes.
+
+        A message that decodes but breaks the catalogue is answered 30 (by the
+        acquirer); bytes that do not decode at all cannot be answered (no MTI, no
+        trace number to echo), so this returns None and the driver drops the frame.
+        """
+        try:
+            fields = dialect.decode(raw)
+        except WireError:
+            return None
+        answer = self.handle(Message(fields), now)
+        try:
+            return answer.encode(dialect)
+        except WireError:
+            return None
+
+    def receive_message(self, raw: bytes, now: datetime, dialect: Dialect = DEFAULT) -> Message:
+        """Like :meth:`receive` for callers holding messages: strict parse, then answer."""
+        return self.handle(parse(raw, dialect), now)
+
+    def batch_upload(self, terminal_id: str, messages: list[Message], now: datetime) -> UploadResult:
+        """Accept a terminal's batch upload after a 0510 95 (SET-01).
+
+        Settlement adds the transactions it was missing and closes the batch; the
+        advices among them are then forwarded to their issuers, which book each once
+        (an issuer that already booked one answers 00 and books nothing).
+        """
+        result = self.settlement.upload(terminal_id, messages, now)
+        added = {(e.stan, e.transmitted) for e in result.added}
+        for msg in messages:
+            if msg.original_mti in ("0120", "0220") and (msg.stan, msg.transmitted) in added:
+                self.handle(msg, now)
+        return result
+
+    def set_issuer_available(self, issuer_id: str, up: bool, now: datetime) -> None:
+        """Take an issuer down (stand-in answers for it) or bring it back (queued advices flow)."""
+        self.acquirer.set_available(issuer_id, up, now)
+
+    def issuer_for(self, pan: str) -> Issuer:
+        """The issuer holding ``pan``'s account; KeyError naming the masked PAN if none."""
+        for issuer in self.issuers.values():
+            if issuer.card(pan) is not None:
+                return issuer
+        raise KeyError(f"no issuer holds an account for {pan[:6]}...{pan[-4:]}")
+
+    def balance(self, pan: str) -> int:
+        """The account balance of ``pan`` in minor units of its currency."""
+        return self.issuer_for(pan).balance(pan)
+
+    def available(self, pan: str) -> int:
+        """Balance minus holds."""
+        return self.issuer_for(pan).available(pan)
+
+    def booked_effects(self) -> list[BookedEffect]:
+        """Every posting of every issuer's ledger, as the history checker reads them."""
+        effects: list[BookedEffect] = []
+        for issuer in self.issuers.values():
+            effects.extend(effects_from(issuer.ledger.entries(), posting_effect))
+        return effects
