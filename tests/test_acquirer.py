@@ -337,3 +337,24 @@ def test_config_errors_name_the_key_or_value() -> None:
         Acquirer([issuer, FakeIssuer("narrow", ["4"])])
     with pytest.raises(ValueError, match="'nobody'"):
         Acquirer([issuer]).set_available("nobody", False, T0)
+
+
+def test_repeated_request_gets_the_first_answer_even_after_the_issuer_goes_down() -> None:
+    """REV-03 at the acquirer: an issuer approval is replayed, not replaced by a stand-in approval."""
+    from datetime import datetime, timedelta
+
+    from sim.core.host import Host
+    from sim.iso8583.samples import sample_sale
+
+    host = Host()
+    now = datetime(2026, 11, 22, 10, 30)
+    sale = sample_sale(stan=77).replace(DE22="012", DE55=None, DE35=None)
+    first = host.handle(sale, now)
+    assert first.response_code == "00"
+    host.set_issuer_available("possim-visa-test", False, now)
+    again = host.handle(sale, now + timedelta(seconds=30))
+    assert (again.response_code, again.auth_code) == ("00", first.auth_code)
+    other = host.handle(sale.replace(DE4="000000009999"), now + timedelta(seconds=40))
+    assert other.response_code == "94"
+    host.set_issuer_available("possim-visa-test", True, now + timedelta(minutes=1))
+    assert host.balance(sale.pan) == host.cards.card("healthy").balance - 2500

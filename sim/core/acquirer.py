@@ -48,7 +48,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable, Mapping, Protocol, runtime_checkable
 
 from ..iso8583.catalogue import response_mti, validate
@@ -214,9 +214,18 @@ _DEFAULTS: dict[str, Any] = {
     "signed_off_code": "91",
     "outages": (),
     "keep_records": 10_000,
+    "duplicate_window_s": 900,
     "standin": {},
     "settlement": {},
 }
+
+
+def _txn_key(msg: Message) -> tuple[str, str, str]:
+    return (msg.terminal_id or "", msg.stan or "", msg.transmitted or "")
+
+
+def _content(msg: Message) -> dict[str, str]:
+    return {k: v for k, v in msg.fields.items() if k not in ("p", "1")}
 
 
 def _scrub(text: str) -> str:
@@ -316,6 +325,10 @@ class Acquirer:
         self._down: set[str] = set()
         self._terminals: dict[str, str] = {}
         self._routed: dict[tuple[str, str, str], str] = {}
+        self.duplicate_window = timedelta(seconds=int(cfg["duplicate_window_s"]))
+        self._answers: dict[tuple[str, str, str], tuple[dict[str, str], Message, Decision]] = {}
+        self._last: Decision | None = None
+        self._answered_at: deque[tuple[datetime, tuple[str, str, str]]] = deque()
 
     # Issuers and availability -------------------------------------------------------------
 
@@ -480,6 +493,7 @@ class Acquirer:
             auth_code=answer.auth_code, stand_in=stand_in, reason=reason,
         )
         self.decisions.append(record)
+        self._last = record
         if self.on_decision is not None:
             self.on_decision(record)
         return answer
@@ -515,10 +529,43 @@ class Acquirer:
             return None, f"issuer answered {answer.response_code}", True
         return answer, "issuer answered", True
 
+    def _replay(self, msg: Message, now: datetime) -> Message | None:
+        """The answer already given to this request's key inside the duplicate window (REV-03).
+
+        Same DE41 + DE11 + DE7 and same content: the original answer again, whoever gave it
+        (issuer or stand-in), so a terminal repeating a request never gets a second,
+        different approval. Same key, other content: 94 duplicate transmission.
+        """
+        while self._answered_at and now - self._answered_at[0][0] > self.duplicate_window:
+            self._answers.pop(self._answered_at.popleft()[1], None)
+        found = self._answers.get(_txn_key(msg))
+        if found is None:
+            return None
+        content, answer, first = found
+        if content == _content(msg):
+            return self._decide(
+                msg, answer, now, route=first.route, reason=f"duplicate request: original answer replayed ({first.reason})",
+                issuer=first.issuer, stand_in=first.stand_in,
+            )
+        return self._decide(msg, response(msg, "94"), now, route="acquirer", reason="same key, other content: duplicate transmission")
+
+    def _remember(self, msg: Message, answer: Message, now: datetime) -> Message:
+        key = _txn_key(msg)
+        if key not in self._answers and self._last is not None:
+            self._answers[key] = (_content(msg), answer, self._last)
+            self._answered_at.append((now, key))
+        return answer
+
     def _authorize(self, msg: Message, now: datetime) -> Message:
         refusal = self._refused(msg.terminal_id)
         if refusal is not None:
             return self._decide(msg, response(msg, self.signed_off_code), now, route="acquirer", reason=refusal)
+        replayed = self._replay(msg, now)
+        if replayed is not None:
+            return replayed
+        return self._remember(msg, self._decide_authorization(msg, now), now)
+
+    def _decide_authorization(self, msg: Message, now: datetime) -> Message:
         previous = self.standin.answered(msg)
         if previous is not None:
             answer, sd = previous
