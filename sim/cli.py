@@ -7,6 +7,7 @@ together and turns the layer's documented errors into one clear line and exit 2.
 from __future__ import annotations
 
 import sys
+import warnings
 
 import typer
 from rich.console import Console
@@ -36,6 +37,8 @@ def _register() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script."""
+    # pyemv and psec use two-key Triple DES, as card schemes still do; the warning is noise here.
+    warnings.filterwarnings("ignore", message=".*TripleDES")
     _register()
     try:
         app(args=argv, standalone_mode=True)
