@@ -64,20 +64,24 @@ def world() -> World:
     return World(Host())
 
 
+def _icc(world: World, label: str, value: int, stan: int, *, tvr: bytes = bytes.fromhex("0000008000")) -> dict[str, bytes]:
+    """DE55 for ``label`` with a valid ARQC (the card's own key, the shipped test IMK)."""
+    card = world.card(label)
+    return crypto.chip_data(
+        world.host.cards.issuer(card.issuer), card, amount=value, currency=card.currency_info.numeric,
+        country="250", date=world.now, un=stan.to_bytes(4, "big"), atc=stan, tvr=tvr,
+    )
+
+
 def _chip(world: World, tid: str, mti: str, label: str, amount: str, *, pin: str | None = None, tamper: bool = False) -> Message:
     card = world.card(label)
-    issuer = world.host.cards.issuer(card.issuer)
     value = world.minor(label, amount)
-    cur = card.currency_info.numeric
     stan = world.next_stan()
-    icc = crypto.chip_data(
-        issuer, card, amount=value, currency=cur, country="250", date=world.now,
-        un=stan.to_bytes(4, "big"), atc=stan,
-    )
+    icc = _icc(world, label, value, stan)
     if tamper:
         icc["9F26"] = bytes(b ^ 0x01 for b in icc["9F26"])
     return transaction_request(
-        mti, pan=card.pan, amount=value, currency=cur, stan=stan, transmitted=world.transmitted,
+        mti, pan=card.pan, amount=value, currency=card.currency_info.numeric, stan=stan, transmitted=world.transmitted,
         terminal_id=tid, entry_mode="051", expiry=card.expiry, pan_sequence=card.psn, icc=icc,
         pin_block=crypto.encrypt_pin_block(pin, card.pan) if pin else None,
     )
@@ -182,13 +186,9 @@ def _same_key(world: World, tid: str, amount: str) -> None:
 
 def _offline_advice(world: World, tid: str, code: str, amount: str, label: str) -> Message:
     card = world.card(label)
-    issuer = world.host.cards.issuer(card.issuer)
     value = world.minor(label, amount)
     stan = world.next_stan()
-    icc = crypto.chip_data(
-        issuer, card, amount=value, currency=card.currency_info.numeric, country="250", date=world.now,
-        un=stan.to_bytes(4, "big"), atc=stan, tvr=bytes(5),
-    )
+    icc = _icc(world, label, value, stan, tvr=bytes(5))
     icc["9F27"] = b"\x40"  # TC
     return advice(
         response_code=code, pan=card.pan, amount=value, currency=card.currency_info.numeric, stan=stan,

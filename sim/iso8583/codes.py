@@ -15,16 +15,23 @@ from __future__ import annotations
 from enum import Enum
 
 
-class ResponseCode(str, Enum):
-    """The DE39 codes a possim host answers with (DESIGN.md lists them)."""
+class _DescribedCode(str, Enum):
+    """A two-character code that compares equal to its string and carries a description."""
 
     description: str
 
-    def __new__(cls, code: str, description: str) -> "ResponseCode":
+    def __new__(cls, code: str, description: str) -> "_DescribedCode":
         obj = str.__new__(cls, code)
         obj._value_ = code
         obj.description = description
         return obj
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class ResponseCode(_DescribedCode):
+    """The DE39 codes a possim host answers with (DESIGN.md lists them)."""
 
     APPROVED = ("00", "approved")
     DO_NOT_HONOUR = ("05", "do not honour")
@@ -53,20 +60,9 @@ class ResponseCode(str, Enum):
         """True only for 00."""
         return self is ResponseCode.APPROVED
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class TerminalCode(str, Enum):
+class TerminalCode(_DescribedCode):
     """Authorization response codes the terminal sets itself in tag 8A (EMV Book 4)."""
-
-    description: str
-
-    def __new__(cls, code: str, description: str) -> "TerminalCode":
-        obj = str.__new__(cls, code)
-        obj._value_ = code
-        obj.description = description
-        return obj
 
     Y1 = ("Y1", "offline approved")
     Z1 = ("Z1", "offline declined")
@@ -77,9 +73,6 @@ class TerminalCode(str, Enum):
     def approved(self) -> bool:
         """True for Y1 and Y3."""
         return self.value[0] == "Y"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 def describe_code(code: str) -> str:
