@@ -29,10 +29,12 @@ def _register() -> None:
     from .iso8583.pcap_cli import pcap_app
     from .bench.cli import bench_app
     from .demo import demo_command
+    from .emv.cards_cli import cards_command
 
     app.add_typer(pcap_app, name="pcap")
     app.add_typer(bench_app, name="bench")
     app.command("demo")(demo_command)
+    app.command("cards")(cards_command)
 
 
 def main(argv: list[str] | None = None) -> None:
