@@ -20,6 +20,7 @@ sim.iso8583.errors.MessageError: 0800 network management request: mandatory fiel
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping
 
@@ -226,7 +227,9 @@ def check_content(
     fields: Fields, keys: Iterable[str], mt: MessageType, descriptions: Mapping[str, str] | None = None
 ) -> None:
     """Check the content of ``keys``: digits where ISO 8583 says ``n``, a real DE7, a known DE70."""
-    for key in NUMERIC_FIELDS.intersection(keys):
+    for key in keys:
+        if key not in NUMERIC_FIELDS:
+            continue
         value = fields.get(key)
         if value is not None and not (value.isdigit() and value.isascii()):
             raise MessageError(
@@ -241,17 +244,11 @@ def check_content(
         raise MessageError(f"{mt.mti} {mt.name}: DE7 is {when!r}; allowed: a date-time MMDDhhmmss", field="7")
 
 
+_MMDDHHMMSS = re.compile(r"(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])(?:[01][0-9]|2[0-3])[0-5][0-9][0-5][0-9]\Z")
+
+
 def _is_mmddhhmmss(value: str) -> bool:
-    # String comparisons on fixed-width digit pairs: as exact as int(), and cheap on the hot path.
-    return (
-        len(value) == 10
-        and value.isdigit()
-        and "01" <= value[0:2] <= "12"
-        and "01" <= value[2:4] <= "31"
-        and value[4:6] <= "23"
-        and value[6:8] <= "59"
-        and value[8:10] <= "59"
-    )
+    return _MMDDHHMMSS.match(value) is not None
 
 
 def _default_descriptions() -> dict[str, str]:

@@ -22,6 +22,7 @@ Examples
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from datetime import datetime
 from typing import Any, Mapping
 
@@ -237,6 +238,8 @@ def parse(raw: bytes, dialect: Dialect = DEFAULT, *, strict: bool = False) -> Me
 
 
 def _n(value: int | str, width: int, field: str) -> str:
+    if type(value) is str and len(value) == width and value.isdigit() and value.isascii():
+        return value
     text = str(value)
     if not text.isdigit() or len(text) > width:
         raise MessageError(f"DE{field} is {value!r}; allowed: up to {width} digits", field=field)
@@ -250,6 +253,8 @@ def _when(moment: datetime | str, field: str = "7") -> str:
 
 
 def _amount(amount: int) -> str:
+    if type(amount) is int and 0 <= amount <= MAX_AMOUNT:
+        return f"{amount:012d}"
     if not isinstance(amount, int) or isinstance(amount, bool) or not 0 <= amount <= MAX_AMOUNT:
         raise MessageError(f"DE4 amount is {amount!r}; allowed: an int of minor units 0..{MAX_AMOUNT}", field="4")
     return f"{amount:012d}"
@@ -311,23 +316,35 @@ def transaction_request(
         "41": terminal_id,
         "49": _currency(currency),
     }
-    optional = {
-        "2": pan, "12": local_time and _n(local_time, 6, "12"), "13": local_date and _n(local_date, 4, "13"),
-        "14": expiry and _n(expiry, 4, "14"), "23": pan_sequence and _n(pan_sequence, 3, "23"),
-        "35": track2, "37": rrn, "42": merchant_id, "52": pin_block, "55": _icc(icc),
-    }
-    fields.update({k: v for k, v in optional.items() if v is not None})
+    # Plain ifs, not a dict of optionals filtered: this is the hot path of every terminal.
+    if pan is not None:
+        fields["2"] = pan
+    if local_time is not None:
+        fields["12"] = _n(local_time, 6, "12")
+    if local_date is not None:
+        fields["13"] = _n(local_date, 4, "13")
+    if expiry is not None:
+        fields["14"] = _n(expiry, 4, "14")
+    if pan_sequence is not None:
+        fields["23"] = _n(pan_sequence, 3, "23")
+    if track2 is not None:
+        fields["35"] = track2
+    if rrn is not None:
+        fields["37"] = rrn
+    if merchant_id is not None:
+        fields["42"] = merchant_id
+    if pin_block is not None:
+        fields["52"] = pin_block
+    if icc is not None:
+        fields["55"] = _icc(icc)  # type: ignore[assignment]
     return _finish(fields, extra, ("2", "7"))
 
 
-def authorization_request(**kwargs: Any) -> Message:
-    """A 0100 (dual message: hold now, capture by advice later)."""
-    return transaction_request("0100", **kwargs)
+authorization_request = partial(transaction_request, "0100")
+authorization_request.__doc__ = """A 0100 (dual message: hold now, capture by advice later); arguments as :func:`transaction_request`."""
 
-
-def financial_request(**kwargs: Any) -> Message:
-    """A 0200 (single message: debit now)."""
-    return transaction_request("0200", **kwargs)
+financial_request = partial(transaction_request, "0200")
+financial_request.__doc__ = """A 0200 (single message: debit now); arguments as :func:`transaction_request`."""
 
 
 def advice(
