@@ -30,11 +30,13 @@ def _register() -> None:
     from .bench.cli import bench_app
     from .demo import demo_command
     from .emv.cards_cli import cards_command
+    from .terminal.cli import terminal_command
 
     app.add_typer(pcap_app, name="pcap")
     app.add_typer(bench_app, name="bench")
     app.command("demo")(demo_command)
     app.command("cards")(cards_command)
+    app.command("terminal")(terminal_command)
 
 
 def main(argv: list[str] | None = None) -> None:

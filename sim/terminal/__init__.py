@@ -1,0 +1,1 @@
+"""The virtual terminal's drivers: the one-shot ``possim terminal`` and its host links."""

@@ -1,0 +1,159 @@
+"""``possim terminal``: one transaction through the real kernel, card and host.
+
+The kernel and card are sans-IO; this driver supplies the wall clock, a fresh
+unpredictable number (or a seeded one), the PIN typed on the command line, and a host
+link: the in-process host core (default), ``--host HOST:PORT`` (ISO 8583 over TCP),
+or ``--host-down``. Messages the kernel still owes (an 0220 advice for an offline
+approval, an 0400 reversal) are listed under ``pending``; with a reachable host they
+are forwarded at once and listed under ``forwarded`` with the host's answer.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import datetime
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..core.cards import CardSetError, load_cards
+from ..core.host import Host
+from ..core.money import CurrencyError, currency, format_amount, parse_amount
+from ..emv.card import VirtualCard
+from ..emv.kernel import HostTimeout, HostUnreachable, TerminalConfig, Transaction, TransactionResult, run_transaction
+from ..iso8583.framing import parse_framing
+from ..iso8583.pretty import summary
+from ..profiles import ProfileError, list_profiles
+from .links import TcpLink, in_process, unreachable
+
+console = Console()
+TYPES = {"sale": "00", "cash": "01", "cashback": "09", "refund": "20"}
+
+
+def result_dict(result: TransactionResult, forwarded: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ``--json`` document: the keys the conformance tooling reads, PAN masked."""
+    return {
+        "outcome": result.outcome.value,
+        "arc": result.arc,
+        "reason": result.reason,
+        "tvr": result.tvr,
+        "tsi": result.tsi,
+        "tvr_bits": list(result.tvr_bits),
+        "cvm": result.cvm,
+        "cvm_label": result.cvm_label,
+        "entry_mode": result.entry_mode,
+        "cryptogram": result.cryptogram,
+        "amount_minor": result.amount_minor,
+        "currency": result.currency,
+        "masked_pan": result.masked_pan,
+        "messages": list(result.messages),
+        "pending": [m.mti for m in result.pending],
+        "forwarded": forwarded,
+    }
+
+
+def _bad(param: str, message: str) -> typer.BadParameter:
+    return typer.BadParameter(message, param_hint=param)
+
+
+def terminal_command(
+    card: str = typer.Option(..., "--card", help="Card label from the test card set (see `possim cards`)."),
+    amount: str = typer.Option(..., "--amount", help="Amount in major units, e.g. 12.34 (JPY: 1000; KWD: 1.234)."),
+    currency_code: Optional[str] = typer.Option(None, "--currency", help="ISO 4217 code; default the card's currency."),
+    profile: str = typer.Option("countertop-ethernet", "--profile", help="Hardware profile name or TOML path."),
+    host: Optional[str] = typer.Option(None, "--host", help="HOST:PORT of an ISO 8583 host; default the in-process host core."),
+    host_down: bool = typer.Option(False, "--host-down", help="The host is unreachable."),
+    pin: Optional[str] = typer.Option(None, "--pin", help="PIN typed at the PIN pad; default the card's own PIN."),
+    reader: Optional[str] = typer.Option(None, "--reader", help="PC/SC reader name: use the card in that reader."),
+    kind: str = typer.Option("sale", "--type", help=f"Transaction type: {', '.join(TYPES)}."),
+    framing: str = typer.Option("be2", "--framing", help="Framing for --host: be2, le2, ascii4, optionally +tpdu."),
+    terminal_id: str = typer.Option("TERM0001", "--terminal-id", help="DE41."),
+    stan: int = typer.Option(1, "--stan", min=1, max=999_999, help="DE11 of the request."),
+    timeout: float = typer.Option(30.0, "--timeout", min=0.1, help="Seconds to wait for the host's answer."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed the unpredictable number and random selection."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Run one transaction: virtual (or PC/SC) card, terminal kernel, host."""
+    try:
+        cards = load_cards()
+        chosen = cards.card(card)
+    except KeyError:
+        raise _bad("--card", f"no card {card!r}; labels: {', '.join(load_cards().labels)}") from None
+    except CardSetError as exc:
+        raise _bad("--card", str(exc)) from None
+    try:
+        cur = currency(currency_code or chosen.currency)
+        minor = parse_amount(amount, cur)
+    except CurrencyError as exc:
+        raise _bad("--amount/--currency", str(exc)) from None
+    if kind not in TYPES:
+        raise _bad("--type", f"{kind!r}; allowed: {', '.join(TYPES)}")
+    if host and host_down:
+        raise _bad("--host-down", "give --host or --host-down, not both")
+    try:
+        config = TerminalConfig.from_profile(profile, terminal_id=terminal_id)
+    except (ProfileError, FileNotFoundError, ValueError) as exc:
+        raise _bad("--profile", f"{exc} (shipped: {', '.join(list_profiles())})") from None
+
+    rng = random.Random(seed)
+    now = datetime.now()
+    core = None
+    if host_down:
+        link = unreachable
+    elif host:
+        try:
+            link = TcpLink(host, framing=parse_framing(framing), timeout_s=timeout)
+        except ValueError as exc:
+            raise _bad("--host", str(exc)) from None
+    else:
+        core = Host(cards=cards)
+        link = in_process(core, lambda: now)
+
+    if reader is not None:
+        from ..pcsc.transport import open_card
+
+        the_card: Any = open_card(reader)
+    else:
+        the_card = VirtualCard.from_label(card, cards)
+    txn = Transaction(
+        config, amount=minor, currency=cur, when=now, unpredictable_number=rng.randbytes(4), stan=stan,
+        transaction_type=TYPES[kind], rng=rng,
+    )
+    result = run_transaction(txn, the_card, link, pins=[pin] if pin is not None else ())
+    forwarded = []
+    if not host_down:
+        for owed in result.pending:
+            try:
+                answer = link(owed)
+            except (HostUnreachable, HostTimeout) as exc:
+                forwarded.append({"mti": owed.mti, "answer": None, "error": str(exc)})
+                break
+            forwarded.append({"mti": owed.mti, "answer": answer.mti, "code": answer.response_code})
+    if isinstance(link, TcpLink):
+        link.close()
+
+    if as_json:
+        typer.echo(json.dumps(result_dict(result, forwarded), indent=2))
+        return
+    table = Table(title=f"{chosen.label} {result.masked_pan} on {config.terminal_id}", show_header=False)
+    rows = [
+        ("outcome", f"{result.outcome.value}: {result.reason}"),
+        ("amount", format_amount(result.amount_minor, cur)),
+        ("8A / DE39", str(result.arc)),
+        ("entry mode (DE22)", result.entry_mode),
+        ("cryptogram", str(result.cryptogram)),
+        ("CVM", f"{result.cvm_label} ({result.cvm})"),
+        ("TVR", f"{result.tvr} {', '.join(result.tvr_bits) or '-'}"),
+        ("TSI", result.tsi),
+        ("messages sent", " ".join(result.messages) or "-"),
+        ("owed to the host", " ".join(m.mti for m in result.pending) or "-"),
+        ("forwarded", " ".join(f"{f['mti']}->{f.get('answer')} {f.get('code', '')}" for f in forwarded) or "-"),
+    ]
+    for label, value in rows:
+        table.add_row(label, value)
+    console.print(table)
+    if core is not None:
+        console.print(f"balance after: {format_amount(core.balance(chosen.pan), cur)}")

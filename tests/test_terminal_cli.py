@@ -1,0 +1,103 @@
+"""``possim terminal`` as a user runs it: in-process host, host down, TCP host, bad arguments."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from datetime import datetime
+
+import pytest
+from typer.testing import CliRunner
+
+from sim import cli
+from sim.core.host import Host
+from sim.iso8583.framing import Framing
+
+
+@pytest.fixture(scope="module")
+def runner() -> CliRunner:
+    if not cli.app.registered_groups:
+        cli._register()
+    return CliRunner()
+
+
+def _run(runner: CliRunner, *args: str) -> dict:
+    result = runner.invoke(cli.app, ["terminal", *args, "--json", "--seed", "7"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def test_online_chip_approval_in_process(runner: CliRunner) -> None:
+    out = _run(runner, "--card", "healthy", "--amount", "25.00")
+    assert (out["outcome"], out["arc"], out["cryptogram"], out["entry_mode"]) == ("approved", "00", "TC", "051")
+    assert out["messages"] == ["0200"] and out["pending"] == []
+    assert (out["amount_minor"], out["currency"]) == (2500, "978")
+    assert out["masked_pan"] == "476173******0010"
+
+
+def test_decline_for_funds_and_exponents(runner: CliRunner) -> None:
+    assert _run(runner, "--card", "insufficient-funds", "--amount", "25.00")["arc"] == "51"
+    jpy = _run(runner, "--card", "jpy-healthy", "--amount", "1000")
+    assert (jpy["amount_minor"], jpy["currency"], jpy["arc"]) == (1000, "392", "00")
+    kwd = _run(runner, "--card", "kwd-healthy", "--amount", "1.234")
+    assert (kwd["amount_minor"], kwd["currency"]) == (1234, "414")
+
+
+def test_host_down_decides_offline(runner: CliRunner) -> None:
+    out = _run(runner, "--card", "online-only-iac", "--amount", "80.00", "--host-down")
+    assert out["arc"] in ("Y3", "Z3")
+    assert out["messages"] == []
+    assert (out["arc"] == "Y3") == (out["outcome"] == "approved")
+
+
+def test_over_tcp_to_a_host(runner: CliRunner) -> None:
+    host = Host()
+    framing = Framing()
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.settimeout(10)
+            decoder = framing.decoder()
+            while chunk := conn.recv(4096):
+                for frame in decoder.feed(chunk):
+                    answer = host.receive(frame.payload, datetime.now())
+                    if answer is not None:
+                        conn.sendall(framing.frame(answer))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        out = _run(runner, "--card", "healthy", "--amount", "12.34", "--host", f"127.0.0.1:{port}")
+    finally:
+        thread.join(timeout=10)
+        server.close()
+    assert (out["outcome"], out["arc"]) == ("approved", "00")
+    assert host.balance(host.cards.card("healthy").pan) == host.cards.card("healthy").balance - 1234
+
+
+def test_unreachable_tcp_host_is_not_a_crash(runner: CliRunner) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]
+    out = _run(runner, "--card", "online-only-iac", "--amount", "80.00", "--host", f"127.0.0.1:{port}")
+    assert out["arc"] in ("Y3", "Z3")
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--card", "nope", "--amount", "1.00"], "healthy"),
+        (["--card", "healthy", "--amount", "1.001"], "decimals"),
+        (["--card", "healthy", "--amount", "1.00", "--currency", "XYZ"], "ISO 4217"),
+        (["--card", "healthy", "--amount", "1.00", "--profile", "toaster"], "countertop-ethernet"),
+        (["--card", "healthy", "--amount", "1.00", "--host", "nowhere"], "HOST:PORT"),
+        (["--card", "healthy", "--amount", "1.00", "--type", "loan"], "refund"),
+    ],
+)
+def test_bad_arguments_name_what_is_allowed(runner: CliRunner, args: list[str], needle: str) -> None:
+    result = runner.invoke(cli.app, ["terminal", *args])
+    assert result.exit_code == 2
+    assert needle in result.output
