@@ -323,3 +323,26 @@ def test_one_shot_entry_point_runs_pcscd_a_card_and_a_command() -> None:
     assert lines[0]["event"] == "ready"
     assert lines[-1]["reader"] == "Virtual PCD 00 00" and lines[-1]["rapdus"][0].endswith("9000")
     assert time.monotonic() - started < 30
+
+
+def test_a_full_transaction_through_pcscd_with_possim_terminal() -> None:
+    """The kernel on the far side of PC/SC: ``possim terminal --reader`` against the bridged card."""
+    problem = support_problem()
+    if problem is not None:
+        pytest.skip(f"PC/SC integration needs a private pcscd: {problem}")
+    argv = namespace_argv([
+        sys.executable, "-m", "sim.pcsc.pcscd", "run-in-namespace", "--card", "healthy", "--max-seconds", "60",
+        "--", sys.executable, "-m", "sim.cli", "terminal", "--reader", "Virtual PCD 00 00", "--card", "healthy",
+        "--amount", "25.00", "--json", "--seed", "3",
+    ])
+    process = subprocess.Popen(argv, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               stdin=subprocess.DEVNULL)
+    try:
+        out, err = process.communicate(timeout=60)
+    finally:
+        stop_process(process)
+    assert process.returncode == 0, err.decode()
+    text = out.decode()
+    result = json.loads(text[text.index("{\n"):text.rindex("}") + 1])
+    assert (result["outcome"], result["arc"], result["cryptogram"], result["entry_mode"]) == ("approved", "00", "TC", "051")
+    assert result["messages"] == ["0200"]

@@ -60,7 +60,9 @@ def _bad(param: str, message: str) -> typer.BadParameter:
 
 
 def terminal_command(
-    card: str = typer.Option(..., "--card", help="Card label from the test card set (see `possim cards`)."),
+    card: Optional[str] = typer.Option(
+        None, "--card", help="Card label from the test card set (see `possim cards`); with --reader, the card's currency and record."
+    ),
     amount: str = typer.Option(..., "--amount", help="Amount in major units, e.g. 12.34 (JPY: 1000; KWD: 1.234)."),
     currency_code: Optional[str] = typer.Option(None, "--currency", help="ISO 4217 code; default the card's currency."),
     profile: str = typer.Option("countertop-ethernet", "--profile", help="Hardware profile name or TOML path."),
@@ -77,6 +79,8 @@ def terminal_command(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Run one transaction: virtual (or PC/SC) card, terminal kernel, host."""
+    if card is None:
+        raise _bad("--card", "name the card: a label from `possim cards` (with --reader, the label of the card in the reader)")
     try:
         cards = load_cards()
         chosen = cards.card(card)
@@ -113,16 +117,24 @@ def terminal_command(
         link = in_process(core, lambda: now)
 
     if reader is not None:
-        from ..pcsc.transport import open_card
+        from ..pcsc.transport import PcscError, PcscTransport, choose_reader, list_readers
 
-        the_card: Any = open_card(reader)
+        try:
+            choose_reader(list_readers(), reader)
+        except PcscError as exc:
+            raise _bad("--reader", str(exc)) from None
+        the_card: Any = PcscTransport(reader)
     else:
         the_card = VirtualCard.from_label(card, cards)
     txn = Transaction(
         config, amount=minor, currency=cur, when=now, unpredictable_number=rng.randbytes(4), stan=stan,
         transaction_type=TYPES[kind], rng=rng,
     )
-    result = run_transaction(txn, the_card, link, pins=[pin] if pin is not None else ())
+    try:
+        result = run_transaction(txn, the_card, link, pins=[pin] if pin is not None else (chosen.pin,) * 3)
+    finally:
+        if reader is not None:
+            the_card.close()
     forwarded = []
     if not host_down:
         for owed in result.pending:
