@@ -1,0 +1,515 @@
+"""Realistic authorization traffic for load tests and benchmarks: pure, seeded, no I/O.
+
+A load test is only as good as its requests. The host verifies ARQCs, checks card
+status, expiry, limits and funds, books refunds and reversals, so the generator
+sends what a fleet of terminals sends: chip sales whose DE55 carries a real ARQC
+computed under the test card's key (:func:`sim.core.crypto.chip_data`, the same
+code the card and issuer use), contactless taps, swipes, refunds (processing code
+20), reversals (0400, DE90) of its own earlier sales, 0800 echoes, and bursts of
+0220 advices of offline approvals made during an outage.
+
+Every :class:`Request` carries the DE39 the host must answer, derived here from the
+card data and the issuer's documented check order (status 41/43/57, expiry 54,
+amount limit 61, funds 51, else 00; reversals and advices are acknowledged 00), so a
+load run counts a wrong answer as a failure instead of only timing it.
+
+Why a load card set
+-------------------
+The shipped cards allow 20 approvals a day (velocity, 65) and 10 000.00 of balance
+(51): a load run would turn every sale into a decline within seconds. The host of
+a load run therefore uses :func:`load_card_set`: the same shipped cards, PANs, keys,
+statuses and expiries, with velocity and balance lifted on the cards the mix
+expects to approve (role ``approve``). The declining cards keep their data, and
+the generator picks amounts that make them decline deterministically whatever the
+order requests arrive in: above the amount limit for ``over-limit`` (61), above the
+balance for ``over-balance`` (51, never refunded or advised, so it never grows).
+Online PINs are always the right one (a wrong PIN is stateful: 55, then 75 for
+everyone). :func:`load_card_set_toml` writes the same set as TOML for a host
+process (``possim host --cards FILE``).
+
+Public API (stable)
+-------------------
+``Traffic(*, seed=0, terminal_id="LOAD0001", cards=None, mix=DEFAULT_MIX,
+card_mix=DEFAULT_CARD_MIX, reversal_lag=64, country="250")``
+    One terminal's stream (unique DE41; DE11 counts up and wraps at 999999).
+``traffic.next(now) -> Request``
+    The next request, its kind drawn from ``mix``.
+``traffic.make(kind, now) -> Request``
+    A request of the given kind (one of :data:`KINDS`; ``"reversal"`` falls back to
+    a chip sale while no earlier sale is old enough to reverse).
+``traffic.advice_burst(now, count) -> list[Request]``
+    ``count`` 0220 advices (Y1) of offline approvals, as a terminal sends them when
+    the link comes back after an outage.
+``Request``: ``kind``, ``message`` (:class:`~sim.iso8583.message.Message`),
+    ``expected`` (DE39), ``card`` (label or ``None``), ``reason``; ``mti``, ``key``
+    (the QMUX match key), ``encode(dialect)``.
+``expected_code(card, *, debit, amount, now) -> (code, reason)``
+    The issuer's answer to an authorization of ``amount`` on ``card`` at ``now``.
+``load_card_set(cards=None, card_mix=DEFAULT_CARD_MIX) -> CardSet``;
+``load_card_set_toml(text, card_mix=DEFAULT_CARD_MIX) -> str``.
+``KINDS``, ``DEFAULT_MIX``, ``DEFAULT_CARD_MIX``, ``CardRole``.
+
+Examples
+--------
+>>> from datetime import datetime
+>>> t = Traffic(seed=1, terminal_id="LOAD0001")
+>>> r = t.make("chip sale", datetime(2026, 11, 30, 10, 0))
+>>> r.message.mti, r.message.entry_mode, r.message.terminal_id
+('0200', '051', 'LOAD0001')
+>>> sorted({Traffic(seed=s).make("echo", datetime(2026, 11, 30)).expected for s in range(3)})
+['00']
+>>> expected_code(t.cards.card("lost"), debit=True, amount=100, now=datetime(2026, 11, 30))
+('41', 'card lost')
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+from typing import Mapping
+
+from ..core import crypto
+from ..core.cards import Card, CardSet, load_cards
+from ..iso8583.dialect import DEFAULT, Dialect
+from ..iso8583.message import Message, advice, network_request, reversal, transaction_request
+
+__all__ = [
+    "CardRole",
+    "DEFAULT_CARD_MIX",
+    "DEFAULT_MIX",
+    "KINDS",
+    "Request",
+    "Traffic",
+    "expected_code",
+    "load_card_set",
+    "load_card_set_toml",
+]
+
+KINDS: tuple[str, ...] = ("chip sale", "contactless", "swipe sale", "refund", "reversal", "echo", "advice")
+"""Transaction kinds (the Locust request name)."""
+
+DEFAULT_MIX: Mapping[str, int] = {
+    "chip sale": 60, "contactless": 25, "refund": 3, "reversal": 2, "echo": 5, "advice": 5,
+}
+"""Share of each kind in :meth:`Traffic.next` (relative weights). A card without a chip
+turns a chip sale or tap into a swipe sale."""
+
+
+class CardRole(str, Enum):
+    """What a card of the mix is there for; decides the amounts drawn for it."""
+
+    APPROVE = "approve"  # amounts within every limit: 00 (velocity and balance lifted for load)
+    OVER_LIMIT = "over-limit"  # amounts above amount_limit: 61
+    OVER_BALANCE = "over-balance"  # amounts above the balance, within the limit: 51
+    DECLINE = "decline"  # declined by status or expiry whatever the amount: 41/43/57/54
+
+
+DEFAULT_CARD_MIX: Mapping[str, tuple[int, CardRole]] = {
+    "healthy": (300, CardRole.APPROVE),
+    "mc-healthy": (250, CardRole.APPROVE),
+    "pin-1234": (80, CardRole.APPROVE),
+    "online-only-iac": (60, CardRole.APPROVE),
+    "offline-only-iac": (30, CardRole.APPROVE),
+    "jpy-healthy": (40, CardRole.APPROVE),
+    "kwd-healthy": (20, CardRole.APPROVE),
+    "magstripe-only": (40, CardRole.APPROVE),
+    "insufficient-funds": (60, CardRole.OVER_BALANCE),
+    "low-limits": (30, CardRole.OVER_LIMIT),
+    "expired": (40, CardRole.DECLINE),
+    "lost": (20, CardRole.DECLINE),
+    "stolen": (15, CardRole.DECLINE),
+    "blocked": (15, CardRole.DECLINE),
+}
+"""Card label -> (relative weight, role). About 18% of sales decline: 51 (6%), 54 (4%),
+61 (3%), 41 (2%), 43 and 57 (1.5% each) -- in the range card-present retail sees."""
+
+LIFTED_VELOCITY = 10**9
+"""Approvals per window a load card set allows on an ``approve`` card."""
+
+LIFTED_BALANCE = 10**15
+"""Opening balance (minor units) of an ``approve`` card in a load card set."""
+
+_STATUS = {"lost": ("41", "card lost"), "stolen": ("43", "card stolen"), "blocked": ("57", "card blocked")}
+
+# Sale amounts in minor units per currency: (low, high) buckets and their weights.
+# Integers only: DE4 is minor units, and no amount here ever passes through a float.
+_AMOUNTS: Mapping[str, tuple[tuple[int, int], ...]] = {
+    "EUR": ((100, 2_500), (2_500, 10_000), (10_000, 50_000)),
+    "USD": ((100, 2_500), (2_500, 10_000), (10_000, 50_000)),
+    "JPY": ((100, 3_000), (3_000, 15_000), (15_000, 80_000)),
+    "KWD": ((100, 8_000), (8_000, 30_000), (30_000, 150_000)),
+}
+_BUCKET_WEIGHTS = (60, 30, 10)
+_CONTACTLESS_MAX = {"EUR": 5_000, "USD": 5_000, "JPY": 10_000, "KWD": 15_000}
+"""Taps stay under a contactless CVM limit (no PIN)."""
+_PIN_ABOVE = {"EUR": 5_000, "USD": 5_000, "JPY": 10_000, "KWD": 15_000}
+"""Contact chip sales above this carry an online PIN block (DE52), the right PIN."""
+
+
+def expected_code(card: Card, *, debit: bool, amount: int, now: datetime) -> tuple[str, str]:
+    """The DE39 the issuer gives an authorization on ``card``, from the card data alone.
+
+    Follows the issuer's check order (:data:`sim.core.issuer.CHECK_ORDER`) for a
+    well-formed request with the right PIN and a valid ARQC in the card's currency:
+    status, expiry, then for debits amount limit and funds. Velocity is assumed to
+    have headroom (a load card set lifts it); funds are judged on the opening
+    balance, which holds for the cards whose balance the generator never changes.
+
+    >>> from datetime import datetime
+    >>> cards = load_cards()
+    >>> expected_code(cards.card("low-limits"), debit=True, amount=5001, now=datetime(2026, 1, 1))
+    ('61', 'amount over the limit')
+    >>> expected_code(cards.card("expired"), debit=False, amount=100, now=datetime(2026, 1, 1))
+    ('54', 'card expired')
+    """
+    if card.status in _STATUS:
+        return _STATUS[card.status]
+    if card.expired(now):
+        return "54", "card expired"
+    if debit:
+        if amount > card.amount_limit:
+            return "61", "amount over the limit"
+        if amount > card.balance:
+            return "51", "insufficient funds"
+    return "00", "approved"
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One request and the answer the host owes it."""
+
+    kind: str
+    message: Message
+    expected: str
+    card: str | None
+    reason: str
+
+    @property
+    def mti(self) -> str:
+        """The request MTI (the Locust request type)."""
+        return self.message.mti
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """MTI class + DE41 + DE11: the key its answer carries."""
+        return self.message.match_key
+
+    def encode(self, dialect: Dialect = DEFAULT) -> bytes:
+        """The message's bytes (unframed) in ``dialect``."""
+        return self.message.encode(dialect)
+
+
+@dataclass(slots=True)
+class _Sale:
+    message: Message
+    card: Card
+    serial: int
+
+
+def _check_mix(card_set: CardSet, card_mix: Mapping[str, tuple[int, CardRole]]) -> None:
+    labels = set(card_set.labels)
+    for label, (weight, role) in card_mix.items():
+        if label not in labels:
+            raise ValueError(f"card mix names card {label!r}, not in the card set {card_set.source}; labels: {', '.join(card_set.labels)}")
+        if not isinstance(weight, int) or weight < 0:
+            raise ValueError(f"card mix weight of {label!r} is {weight!r}; it must be an int >= 0")
+        CardRole(role)
+
+
+def load_card_set(cards: CardSet | None = None, card_mix: Mapping[str, tuple[int, CardRole]] = DEFAULT_CARD_MIX) -> CardSet:
+    """The card set a load run's host uses: ``cards`` with headroom on the ``approve`` cards.
+
+    Velocity and balance of every card with role ``approve`` are lifted to
+    :data:`LIFTED_VELOCITY` and :data:`LIFTED_BALANCE`; everything else (PANs, keys,
+    status, expiry, limits, the declining cards) is the shipped data.
+
+    >>> s = load_card_set()
+    >>> s.card("healthy").velocity_count == LIFTED_VELOCITY, s.card("low-limits").velocity_count
+    (True, 3)
+    """
+    base = cards if cards is not None else load_cards()
+    _check_mix(base, card_mix)
+    lifted = {label for label, (_, role) in card_mix.items() if CardRole(role) is CardRole.APPROVE}
+    new = tuple(
+        c.model_copy(update={"velocity_count": LIFTED_VELOCITY, "balance": LIFTED_BALANCE}) if c.label in lifted else c
+        for c in base.cards
+    )
+    return base.model_copy(update={"cards": new})
+
+
+_LABEL = re.compile(r'^label\s*=\s*"([^"]+)"')
+_FIELD = re.compile(r"^(velocity_count|balance)\s*=\s*\d+")
+
+
+def load_card_set_toml(text: str, card_mix: Mapping[str, tuple[int, CardRole]] = DEFAULT_CARD_MIX) -> str:
+    """:func:`load_card_set` as card-set TOML: ``text`` (a card set file) with the same lifts.
+
+    Only the ``velocity_count`` and ``balance`` lines of ``approve`` cards change, so
+    the comments and every other value of the source file stay as they were. The
+    caller validates the result with :func:`sim.core.cards.load_cards`.
+
+    >>> src = '[[cards]]\\nlabel = "healthy"\\nbalance = 1000000   # 10 000.00\\nvelocity_count = 20\\n'
+    >>> print(load_card_set_toml(src, {"healthy": (1, CardRole.APPROVE)}))
+    [[cards]]
+    label = "healthy"
+    balance = 1000000000000000   # lifted for load (was 1000000   # 10 000.00)
+    velocity_count = 1000000000   # lifted for load (was 20)
+    <BLANKLINE>
+    """
+    lifted = {label for label, (_, role) in card_mix.items() if CardRole(role) is CardRole.APPROVE}
+    out: list[str] = []
+    label: str | None = None
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("[["):
+            label = None
+        match = _LABEL.match(stripped)
+        if match:
+            label = match.group(1)
+        field = _FIELD.match(stripped)
+        if field and label in lifted:
+            value = LIFTED_VELOCITY if field.group(1) == "velocity_count" else LIFTED_BALANCE
+            line = f"{field.group(1)} = {value}   # lifted for load (was {stripped.split('=', 1)[1].strip()})"
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+class Traffic:
+    """One terminal's request stream: seeded, pure (the caller passes ``now``).
+
+    Parameters
+    ----------
+    seed : int
+        Same seed, same ``now`` sequence: same requests, byte for byte.
+    terminal_id : str
+        DE41 (8 characters); give every concurrent stream its own, as the host
+        pairs answers and detects duplicates on DE41 + DE11 + DE7.
+    cards : CardSet, optional
+        Default :func:`load_card_set`. Every ``approve`` card of the mix must have
+        velocity and balance headroom (a ValueError says which does not).
+    mix : mapping
+        Kind -> relative weight for :meth:`next`.
+    card_mix : mapping
+        Card label -> (weight, :class:`CardRole`).
+    reversal_lag : int
+        A reversal only targets a sale sent at least this many requests earlier, so
+        its answer has arrived before the reversal leaves (keep it above the
+        requests a connection has in flight).
+    country : str
+        Terminal country code (9F1A), ISO 3166 numeric.
+    pool : int
+        0 (default): every chip request gets a fresh ARQC (about 50 us of 3DES each).
+        N > 0: the first N purchases, refunds and advices of each kind are built in
+        full and later ones reuse one of them (drawn by the seed) with a fresh DE11,
+        DE7, DE12 and DE13: the ARQC still verifies (it covers amount, currency,
+        date, UN and ATC, not the trace number), the card's ATC repeats. This takes
+        the cryptography off a load generator's hot path; the host does not check
+        ATC replay.
+    """
+
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        terminal_id: str = "LOAD0001",
+        cards: CardSet | None = None,
+        mix: Mapping[str, int] = DEFAULT_MIX,
+        card_mix: Mapping[str, tuple[int, CardRole]] = DEFAULT_CARD_MIX,
+        reversal_lag: int = 64,
+        country: str = "250",
+        pool: int = 0,
+    ) -> None:
+        if len(terminal_id) != 8:
+            raise ValueError(f"terminal_id {terminal_id!r} must be 8 characters (DE41)")
+        unknown = set(mix) - set(KINDS)
+        if unknown:
+            raise ValueError(f"mix names unknown kinds {sorted(unknown)}; allowed: {', '.join(KINDS)}")
+        if not any(w > 0 for w in mix.values()):
+            raise ValueError("mix gives every kind weight 0")
+        self.cards = cards if cards is not None else load_card_set(card_mix=card_mix)
+        _check_mix(self.cards, card_mix)
+        self.terminal_id = terminal_id
+        self.country = country
+        self.reversal_lag = reversal_lag
+        self._rng = random.Random(seed)
+        self._kinds = [k for k, w in mix.items() if w > 0]
+        self._kind_weights = [mix[k] for k in self._kinds]
+        entries = [(self.cards.card(label), CardRole(role), weight) for label, (weight, role) in card_mix.items() if weight > 0]
+        for card, role, _ in entries:
+            if role is CardRole.APPROVE and (card.velocity_count < 10**6 or card.balance < 10**12):
+                raise ValueError(
+                    f"card {card.label!r} allows {card.velocity_count} approvals per {card.velocity_window_seconds} s "
+                    f"and holds {card.balance}: a load run would see 65/51 instead of 00; use load_card_set() "
+                    "(and run the host with it: possim host --cards FILE of load_card_set_toml)"
+                )
+        self._cards = [(c, r) for c, r, _ in entries]
+        self._card_weights = [w for _, _, w in entries]
+        self._approving = [c for c, r in self._cards if r is CardRole.APPROVE]
+        self._approving_chip = [c for c in self._approving if c.emv is not None]
+        if not self._approving_chip:
+            raise ValueError("card mix has no chip card with role approve (needed for advices and refunds)")
+        self._stan = 0
+        self._serial = 0
+        self._atc: dict[str, int] = {}
+        self._sales: deque[_Sale] = deque(maxlen=4096)
+        if pool < 0:
+            raise ValueError(f"pool {pool} must be >= 0")
+        self.pool = pool
+        self._pools: dict[str, list[tuple[Message, Card, bool]]] = {}
+
+    # Counters -------------------------------------------------------------------------------
+
+    def _next_stan(self) -> int:
+        self._stan = self._stan % 999_999 + 1
+        self._serial += 1
+        return self._stan
+
+    def _next_atc(self, card: Card) -> int:
+        atc = self._atc.get(card.pan, self._rng.randrange(1, 0x4000)) % 0xFFFF + 1
+        self._atc[card.pan] = atc
+        return atc
+
+    # Draws ----------------------------------------------------------------------------------
+
+    def _amount(self, card: Card, role: CardRole, kind: str) -> int:
+        rng = self._rng
+        alpha = card.currency_info.alpha
+        if role is CardRole.OVER_LIMIT:
+            return rng.randint(card.amount_limit + 1, 2 * card.amount_limit)
+        if role is CardRole.OVER_BALANCE:
+            return rng.randint(card.balance + 1, min(card.amount_limit, max(card.balance * 20, card.balance + 1)))
+        if kind == "contactless":
+            top = _CONTACTLESS_MAX.get(alpha, 10 ** card.currency_info.exponent * 50)
+            return min(rng.randint(10 ** card.currency_info.exponent // 10 or 1, top), card.amount_limit)
+        buckets = _AMOUNTS.get(alpha) or tuple((lo * 10 ** card.currency_info.exponent // 100 or 1, hi * 10 ** card.currency_info.exponent // 100) for lo, hi in _AMOUNTS["EUR"])
+        low, high = rng.choices(buckets, _BUCKET_WEIGHTS)[0]
+        return min(rng.randint(low, high), card.amount_limit)
+
+    def _card(self) -> tuple[Card, CardRole]:
+        return self._rng.choices(self._cards, self._card_weights)[0]
+
+    # Builders -------------------------------------------------------------------------------
+
+    def _chip(self, card: Card, amount: int, now: datetime, *, transaction_type: str = "00", offline: bool = False) -> dict[str, bytes]:
+        icc = crypto.chip_data(
+            self.cards.issuer(card.issuer), card, amount=amount, currency=card.currency_info.numeric,
+            country=self.country, date=now, un=self._rng.getrandbits(32).to_bytes(4, "big"), atc=self._next_atc(card),
+            tvr=bytes(5) if offline else bytes.fromhex("0000008000"), transaction_type=transaction_type,
+        )
+        if offline:
+            icc["9F27"] = b"\x40"  # TC: approved offline by the card
+        return icc
+
+    def _purchase(self, kind: str, now: datetime, card: Card, role: CardRole, *, refund: bool = False) -> Request:
+        amount = self._amount(card, role, "contactless" if kind == "contactless" else "sale")
+        stan = self._next_stan()
+        common: dict = dict(
+            pan=card.pan, amount=amount, currency=card.currency_info.numeric, stan=stan, transmitted=now,
+            terminal_id=self.terminal_id, expiry=card.expiry, local_time=now.strftime("%H%M%S"),
+            local_date=now.strftime("%m%d"), merchant_id="POSSIMLOAD00001",
+        )
+        if refund:
+            common["processing_code"] = "200000"
+        if card.emv is None or "chip_mute" in card.faults:
+            # No chip (or a mute one): the stripe, plain or as a fallback from the chip.
+            kind = kind if refund else "swipe sale"
+            entry = "801" if card.emv is not None else "901"
+            msg = transaction_request("0200", entry_mode=entry, track2=card.track2(), **common)
+        else:
+            tap = kind == "contactless"
+            icc = self._chip(card, amount, now, transaction_type="20" if refund else "00")
+            pin = None
+            if not tap and not refund and amount > _PIN_ABOVE.get(card.currency_info.alpha, 0):
+                pin = crypto.encrypt_pin_block(card.pin, card.pan)
+            msg = transaction_request(
+                "0200", entry_mode="071" if tap else "051", pan_sequence=card.psn, icc=icc, pin_block=pin,
+                track2=card.track2(), **common,
+            )
+        code, reason = expected_code(card, debit=not refund, amount=amount, now=now)
+        if code == "00" and not refund:
+            self._sales.append(_Sale(msg, card, self._serial))
+        return Request(kind, msg, code, card.label, reason)
+
+    def _pooled(self, kind: str, now: datetime) -> Request | None:
+        """A pooled request of ``kind`` restamped for ``now``, or None while the pool fills."""
+        pool = self._pools.setdefault(kind, [])
+        if len(pool) < self.pool:
+            return None
+        template, card, refund = pool[self._rng.randrange(len(pool))]
+        fields = dict(template.fields)
+        fields["11"] = f"{self._next_stan():06d}"
+        fields["7"] = now.strftime("%m%d%H%M%S")
+        if "12" in fields:
+            fields["12"] = now.strftime("%H%M%S")
+            fields["13"] = now.strftime("%m%d")
+        msg = Message(fields, template.type)
+        real_kind = "swipe sale" if kind != "refund" and "55" not in fields else kind
+        if kind == "advice":
+            return Request("advice", msg, "00", card.label, "advice booked")
+        amount = msg.amount or 0
+        code, reason = expected_code(card, debit=not refund, amount=amount, now=now)
+        if code == "00" and not refund:
+            self._sales.append(_Sale(msg, card, self._serial))
+        return Request(real_kind, msg, code, card.label, reason)
+
+    def _remember(self, kind: str, request: Request, refund: bool = False) -> Request:
+        if self.pool:
+            pool = self._pools.setdefault(kind, [])
+            if len(pool) < self.pool:
+                pool.append((request.message, self.cards.card(request.card or ""), refund))
+        return request
+
+    def make(self, kind: str, now: datetime) -> Request:
+        """A request of ``kind`` (one of :data:`KINDS`) at ``now``."""
+        if self.pool and kind in ("chip sale", "contactless", "swipe sale", "refund", "advice"):
+            pooled = self._pooled(kind, now)
+            if pooled is not None:
+                return pooled
+        if kind in ("chip sale", "contactless", "swipe sale"):
+            card, role = self._card()
+            return self._remember(kind, self._purchase(kind, now, card, role))
+        if kind == "refund":
+            request = self._purchase("refund", now, self._rng.choice(self._approving), CardRole.APPROVE, refund=True)
+            return self._remember(kind, request, refund=True)
+        if kind == "reversal":
+            return self._reversal(now)
+        if kind == "echo":
+            msg = network_request("301", stan=self._next_stan(), transmitted=now, terminal_id=self.terminal_id)
+            return Request("echo", msg, "00", None, "network management")
+        if kind == "advice":
+            return self._remember(kind, self._advice(now))
+        raise ValueError(f"unknown kind {kind!r}; allowed: {', '.join(KINDS)}")
+
+    def next(self, now: datetime) -> Request:
+        """The next request, its kind drawn from the mix."""
+        return self.make(self._rng.choices(self._kinds, self._kind_weights)[0], now)
+
+    def _reversal(self, now: datetime) -> Request:
+        sales = self._sales
+        if not sales or self._serial - sales[0].serial < self.reversal_lag:
+            return self.make("chip sale", now)
+        # The oldest eligible sale: reversed once, then forgotten.
+        sale = sales.popleft()
+        msg = reversal(sale.message, stan=self._next_stan(), transmitted=now, reason="17")  # 17: customer cancellation
+        return Request("reversal", msg, "00", sale.card.label, "reversal acknowledged")
+
+    def _advice(self, now: datetime) -> Request:
+        card = self._rng.choice(self._approving_chip)
+        amount = self._amount(card, CardRole.APPROVE, "sale")
+        icc = self._chip(card, amount, now, offline=True)
+        msg = advice(
+            response_code="Y1", pan=card.pan, amount=amount, currency=card.currency_info.numeric, stan=self._next_stan(),
+            transmitted=now, terminal_id=self.terminal_id, entry_mode="051", expiry=card.expiry,
+            pan_sequence=card.psn, icc=icc,
+        )
+        return Request("advice", msg, "00", card.label, "advice booked")
+
+    def advice_burst(self, now: datetime, count: int) -> list[Request]:
+        """``count`` 0220 advices (Y1) of offline approvals, sent together when the link returns."""
+        if count < 0:
+            raise ValueError(f"count {count} must be >= 0")
+        return [self.make("advice", now) for _ in range(count)]
