@@ -31,12 +31,15 @@ def _register() -> None:
     from .demo import demo_command
     from .emv.cards_cli import cards_command
     from .terminal.cli import terminal_command
+    from .live.cli import admin_command, host_command
 
     app.add_typer(pcap_app, name="pcap")
     app.add_typer(bench_app, name="bench")
     app.command("demo")(demo_command)
     app.command("cards")(cards_command)
     app.command("terminal")(terminal_command)
+    app.command("host")(host_command)
+    app.command("admin")(admin_command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,195 @@
+"""One frame through the host core: decode (partially when it must), answer, encode.
+
+The live server and the replay at start-up both call :func:`core_answer`, so that a
+replayed request goes through exactly the code path the live one went through and
+the replayed answer can be compared with the stored one byte for byte.
+
+A frame that does not decode still deserves an answer when the host can tell what
+it was: pyiso8583 reports the fields it decoded before the failure
+(``DecodeError.doc_dec``), and when those include the MTI of a request and the
+matching key (DE11, and DE41 when the bitmap says the message has one), the host
+answers 30 (ONL-13) and the terminal can match it. Otherwise nothing can be
+matched, and the server closes that connection (REV-04).
+
+Examples
+--------
+>>> from sim.iso8583.samples import sample_sale
+>>> raw = sample_sale().encode()
+>>> decode_frame(raw).complete
+True
+>>> cut = decode_frame(raw[:200])
+>>> cut.complete, cut.partial["11"], format_error_fields(cut.partial, datetime(2026, 11, 22))["39"]
+(False, '000001', '30')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Mapping
+
+import iso8583
+
+from ..core.host import Host
+from ..iso8583.catalogue import MESSAGE_TYPES
+from ..iso8583.dialect import DEFAULT, Dialect
+from ..iso8583.errors import WireError
+from ..iso8583.message import Message
+
+FORMAT_ERROR = "30"
+SYSTEM_MALFUNCTION = "96"
+_KEY_FIELDS = ("7", "11", "41", "70")
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """What could be read from one frame.
+
+    Attributes
+    ----------
+    fields : dict or None
+        Every field, when the frame decoded completely; else ``None``.
+    partial : dict
+        The fields decoded before the failure (all of them when complete).
+    error : str or None
+        Why decoding stopped.
+    """
+
+    fields: dict[str, str] | None
+    partial: dict[str, str]
+    error: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        """True when the whole frame decoded."""
+        return self.fields is not None
+
+
+def decode_frame(raw: bytes, dialect: Dialect = DEFAULT) -> Decoded:
+    """Decode ``raw``; never raises on bad input (hypothesis-tested over TCP)."""
+    try:
+        fields, _ = iso8583.decode(raw, dialect.spec)
+    except iso8583.DecodeError as exc:
+        return Decoded(None, dict(exc.doc_dec), str(exc))
+    except (KeyError, TypeError, IndexError, ValueError, UnicodeError, OverflowError) as exc:
+        return Decoded(None, {}, f"cannot decode: {exc!r}")
+    return Decoded(fields, fields)
+
+
+def _bit(partial: Mapping[str, str], number: int) -> bool | None:
+    """Whether the bitmap says field ``number`` is present; ``None`` when that bitmap was not read."""
+    key, base = ("p", 0) if number <= 64 else ("1", 64)
+    bitmap = partial.get(key)
+    if bitmap is None:
+        return None
+    try:
+        value = int(bitmap, 16)
+    except ValueError:
+        return None
+    return bool(value >> (64 - (number - base)) & 1)
+
+
+def _digits(value: str | None, width: int) -> bool:
+    return value is not None and len(value) == width and value.isascii() and value.isdigit()
+
+
+def format_error_fields(partial: Mapping[str, str], now: datetime, code: str = FORMAT_ERROR) -> dict[str, str] | None:
+    """The fields of a 30 answer to a frame that did not decode, or ``None`` when it cannot be matched.
+
+    It needs a request MTI, a 6-digit DE11, and DE41 whenever the bitmap announces one
+    (the client matches on MTI class + DE41 + DE11). DE7 is echoed when it was read,
+    else it is the driver's ``now``.
+    """
+    mti = partial.get("t", "")
+    mtype = MESSAGE_TYPES.get(mti)
+    if mtype is None or mtype.response is None:
+        return None
+    stan = partial.get("11")
+    if not _digits(stan, 6):
+        return None
+    fields = {"t": mtype.response, "11": stan or ""}
+    if "41" in partial:
+        fields["41"] = partial["41"]
+    elif _bit(partial, 41) is not False:
+        return None  # announced (or unknowable) but unread: the key is incomplete
+    when = partial.get("7")
+    fields["7"] = when if _digits(when, 10) else now.strftime("%m%d%H%M%S")
+    if "70" in partial:
+        fields["70"] = partial["70"]
+    fields["39"] = code
+    return fields
+
+
+def encode_fields(fields: Mapping[str, str], dialect: Dialect) -> bytes | None:
+    """Encode a field dict, or ``None`` when the dialect refuses it."""
+    try:
+        return dialect.encode({k: v for k, v in fields.items() if k not in ("p", "1")})
+    except WireError:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class CoreAnswer:
+    """The core's answer to one request.
+
+    Attributes
+    ----------
+    raw : bytes
+        The answer as it goes on the wire (without framing).
+    fields : dict
+        Its fields, for the journal and the rules overlay.
+    fault : str or None
+        Set when the core raised (a bug in the core, not traffic): the driver then
+        answered 96 itself, and says why here.
+    """
+
+    raw: bytes
+    fields: dict[str, str]
+    fault: str | None = None
+
+
+def _fallback(request: Mapping[str, str], code: str, now: datetime) -> dict[str, str]:
+    fields = format_error_fields(request, now, code)
+    if fields is not None:
+        return fields
+    mti = request.get("t", "")
+    mtype = MESSAGE_TYPES.get(mti)
+    out = {"t": (mtype.response if mtype is not None and mtype.response else mti) or "0000", "39": code}
+    for key in _KEY_FIELDS:
+        if key in request:
+            out[key] = request[key]
+    return out
+
+
+def core_answer(host: Host, fields: dict[str, Any], now: datetime, dialect: Dialect = DEFAULT) -> CoreAnswer:
+    """Run one completely decoded request through ``host`` at ``now`` and encode the answer.
+
+    Never raises on bad input: the core answers format problems 30 itself; should it
+    raise anyway, or its answer not encode, the driver answers 96 with the request's
+    key fields so the terminal is not left waiting, and records why in ``fault``.
+    The same inputs always give the same bytes (the replay relies on it).
+    """
+    fault: str | None = None
+    try:
+        answer = host.handle(Message(fields), now).fields
+    except Exception as exc:  # noqa: BLE001 - the server outlives a bug in the core
+        fault = f"core raised {type(exc).__name__}: {exc}"
+        answer = _fallback(fields, SYSTEM_MALFUNCTION, now)
+    raw = encode_fields(answer, dialect)
+    if raw is None:
+        fault = fault or f"the core's {answer.get('t')} answer does not encode under {dialect.name}"
+        answer = _fallback(fields, SYSTEM_MALFUNCTION, now)
+        raw = encode_fields(answer, dialect) or b""
+    return CoreAnswer(raw, answer, fault)
+
+
+def plain_answer(fields: Mapping[str, str], code: str, now: datetime, dialect: Dialect) -> tuple[bytes, dict[str, str]] | None:
+    """An answer with ``code`` built by the driver alone (the rules overlay's ``core = false``)."""
+    from ..iso8583.message import response
+
+    try:
+        answer = dict(response(Message(dict(fields)), code).fields)
+    except (WireError, KeyError):
+        answer = _fallback(fields, code, now)
+    raw = encode_fields(answer, dialect)
+    return None if raw is None else (raw, answer)

@@ -1,0 +1,204 @@
+"""The message journal (JSON lines, PANs masked) and the session pcap.
+
+Journal
+-------
+One JSON object per line, one line per message or connection event::
+
+    {"time": "2026-11-22T10:30:00.123456+00:00", "conn": 3, "peer": "127.0.0.1:50412",
+     "dir": "in", "mti": "0200", "fields": {"2": "476173******0010", ...}, "de39": null,
+     "bytes": 187}
+    {"time": ..., "conn": 3, "peer": ..., "dir": "out", "mti": "0210", "fields": {...},
+     "de39": "00", "latency_ms": 0.912, "bytes": 121}
+    {"time": ..., "conn": 3, "peer": ..., "event": "closed", "detail": "idle timeout"}
+
+Fields go through :func:`sim.iso8583.pretty.masked`: PAN first 6 / last 4, track data
+masked to the PAN part, track 1 / PIN block / security data shown only as a length,
+DE55 left out (it may carry track-equivalent tags). Error texts are scrubbed of any
+12-19 digit run. ``latency_ms`` is from the arrival of the request's last byte to the
+answer's write. Lines are buffered and flushed at least every second and at shutdown:
+the journal is for people; the replay log (:mod:`.store`) is what must not be lost.
+
+Pcap
+----
+The session's messages, per connection, written at shutdown with
+:func:`sim.iso8583.pcap.build_packets` (one synthetic TCP conversation per real
+connection, starting at its real time, each message in the order it crossed the wire,
+client port as the real one). It holds test PANs in clear, like any capture of the
+wire, but no track discretionary data, track 1 or PIN blocks: messages are redacted
+like the replay log before they are kept. Frames that did not decode are not in it.
+At most ``limit`` messages are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Mapping, TextIO
+
+from ..iso8583.dialect import Dialect
+from ..iso8583.framing import Framing
+from ..iso8583.pretty import mask_pan, masked
+
+_PAN_LIKE = re.compile(r"(?<!\d)\d{12,19}(?!\d)")
+_DROPPED = ("p", "1", "55")
+
+
+def scrub(text: str) -> str:
+    """Mask every 12-19 digit run of free text (error messages may quote field data)."""
+    return _PAN_LIKE.sub(lambda m: mask_pan(m.group(0)), text)
+
+
+def safe_fields(fields: Mapping[str, str]) -> dict[str, str]:
+    """Fields fit for a human-readable journal: masked, bitmaps and DE55 left out."""
+    return {k: v for k, v in masked(fields).items() if k not in _DROPPED}
+
+
+class MessageJournal:
+    """JSON-lines journal of one server's traffic; see the module notes.
+
+    Parameters
+    ----------
+    path : Path or None
+        The file (appended to). ``None`` makes every method a no-op.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._file: TextIO | None = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(path, "a", encoding="utf-8", buffering=1 << 16)  # noqa: SIM115 - closed in close()
+
+    @property
+    def enabled(self) -> bool:
+        """True when lines are written somewhere."""
+        return self._file is not None
+
+    def _write(self, record: dict[str, Any]) -> None:
+        if self._file is not None:
+            record["time"] = datetime.now(timezone.utc).isoformat()
+            self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
+
+    def message(
+        self,
+        conn: int,
+        peer: str,
+        direction: str,
+        fields: Mapping[str, str],
+        size: int,
+        *,
+        latency_ms: float | None = None,
+        rule: str | None = None,
+        note: str | None = None,
+    ) -> None:
+        """One message in (``"in"``) or out (``"out"``), fields masked."""
+        if self._file is None:
+            return
+        record: dict[str, Any] = {
+            "conn": conn, "peer": peer, "dir": direction, "mti": fields.get("t"),
+            "fields": safe_fields(fields), "de39": fields.get("39"), "bytes": size,
+        }
+        if latency_ms is not None:
+            record["latency_ms"] = round(latency_ms, 3)
+        if rule is not None:
+            record["rule"] = rule
+        if note is not None:
+            record["note"] = scrub(note)
+        self._write(record)
+
+    def event(self, conn: int | None, peer: str | None, event: str, detail: str | None = None) -> None:
+        """A connection or server event (opened, closed and why, refused, rules reloaded...)."""
+        if self._file is None:
+            return
+        record: dict[str, Any] = {"conn": conn, "peer": peer, "event": event}
+        if detail is not None:
+            record["detail"] = scrub(detail)
+        self._write(record)
+
+    def flush(self) -> None:
+        """Push buffered lines to the file."""
+        if self._file is not None:
+            self._file.flush()
+
+    def close(self) -> None:
+        """Flush and close."""
+        if self._file is not None:
+            self._file.flush()
+            self._file.close()
+            self._file = None
+
+
+@dataclass
+class _Conversation:
+    client_port: int
+    start: float
+    tpdu: bytes | None = None
+    messages: list[dict[str, str]] = field(default_factory=list)
+
+
+class PcapRecorder:
+    """Keeps the session's (redacted) messages per connection and writes them as a pcap at the end.
+
+    Parameters
+    ----------
+    path : Path or None
+        Where :meth:`write` puts the capture; ``None`` disables recording.
+    limit : int
+        Most messages kept (the rest are counted in :attr:`dropped`).
+    """
+
+    def __init__(self, path: Path | None, limit: int = 100_000) -> None:
+        self.path = path
+        self.limit = limit
+        self.kept = 0
+        self.dropped = 0
+        self._conversations: dict[int, _Conversation] = {}
+
+    @property
+    def enabled(self) -> bool:
+        """True when messages are being kept."""
+        return self.path is not None
+
+    def record(self, conn: int, client_port: int, fields: Mapping[str, str], tpdu: bytes | None, when: float) -> None:
+        """Keep one message of connection ``conn`` (fields already redacted by the caller)."""
+        if self.path is None:
+            return
+        if self.kept >= self.limit:
+            self.dropped += 1
+            return
+        conv = self._conversations.get(conn)
+        if conv is None:
+            conv = self._conversations[conn] = _Conversation(client_port or 50000, when, tpdu)
+        conv.messages.append({k: v for k, v in fields.items() if k not in ("p", "1")})
+        self.kept += 1
+
+    def write(self, port: int, dialect: Dialect, framing: Framing) -> int:
+        """Write every kept conversation to :attr:`path`; returns the number of packets."""
+        if self.path is None:
+            return 0
+        from scapy.utils import PcapWriter
+
+        from ..iso8583.pcap import DEFAULT_TPDU, build_packets
+
+        packets = []
+        for conv in self._conversations.values():
+            if not conv.messages:
+                continue
+            client_port = conv.client_port if conv.client_port != port else conv.client_port + 1
+            packets.extend(
+                build_packets(
+                    conv.messages, port=port, dialect=dialect, framing=framing, start=Decimal(f"{conv.start:.6f}"),
+                    client_port=client_port, tpdu=conv.tpdu or DEFAULT_TPDU, validate_messages=False,
+                    think=Decimal("0.001"), latency=Decimal("0.001"),
+                )
+            )
+        packets.sort(key=lambda p: p.time)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with PcapWriter(str(self.path), linktype=1, sync=False) as writer:
+            if packets:
+                writer.write(packets)
+        return len(packets)
