@@ -14,11 +14,15 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.console import Console
 
 from .loop import loop_name, run
 
-err = Console(stderr=True)
+
+
+def _fail(message: str) -> typer.Exit:
+    """Print one plain line on stderr (no wrapping: scripts grep it) and give exit 2."""
+    print(message, file=sys.stderr, flush=True)
+    return typer.Exit(2)
 
 
 def _bad(param: str, message: str) -> typer.BadParameter:
@@ -120,11 +124,9 @@ def host_command(
     try:
         run(serve(settings, ready=ready), use_uvloop=uvloop)
     except (RuleError, StateError) as exc:
-        err.print(f"[red]possim host: {exc}[/red]")
-        raise typer.Exit(2) from None
+        raise _fail(f"possim host: {exc}") from None
     except OSError as exc:
-        err.print(f"[red]possim host: cannot listen on {bind}:{port}: {exc.strerror or exc}[/red]")
-        raise typer.Exit(2) from None
+        raise _fail(f"possim host: cannot listen on {bind}:{port}: {exc.strerror or exc}") from None
 
 
 def _value(text: str) -> Any:
@@ -157,8 +159,7 @@ def admin_command(
     try:
         answer = admin_call_sync(port, request, host=address, timeout=timeout)
     except (OSError, ValueError) as exc:
-        err.print(f"[red]possim admin: {address}:{port}: {exc}[/red]")
-        raise typer.Exit(2) from None
+        raise _fail(f"possim admin: {address}:{port}: {exc}") from None
     sys.stdout.write(json.dumps(answer, indent=2) + "\n")
     if not answer.get("ok"):
         raise typer.Exit(1)

@@ -150,7 +150,7 @@ class _Conn(asyncio.Protocol):
         # half-closed by the peer: answers still in flight may go out, then we close
         self.eof = True
         if self.inflight == 0:
-            self.close("peer closed its side")
+            self.close("peer closed its side", graceful=True)
             return False
         return True
 
@@ -178,13 +178,17 @@ class _Conn(asyncio.Protocol):
         if self.transport is not None and not self.closing:
             self.transport.write(data)
 
-    def close(self, reason: str) -> None:
+    def close(self, reason: str, *, graceful: bool = False) -> None:
+        """Close this connection; ``graceful`` lets answers already written go out first."""
         if self.closing:
             return
         self.closing = True
         self.server.journal.event(self.id, self.peer, "closed", reason)
         if self.transport is not None:
-            self.transport.abort()
+            if graceful:
+                self.transport.close()
+            else:
+                self.transport.abort()
 
 
 class HostServer:
@@ -474,7 +478,12 @@ class HostServer:
             self._timers.add(handle)
             return
         conn = out.conn
-        self._finished(out)
+        try:
+            self._answer(conn, out)
+        finally:
+            self._finished(out)
+
+    def _answer(self, conn: _Conn, out: _Out) -> None:
         if out.action == "close":
             conn.close(f"rule {out.rule}: close instead of answering")
             return
@@ -504,7 +513,7 @@ class HostServer:
             conn.paused_for_inflight = False
             conn._update_reading()
         if conn.inflight == 0 and conn.eof and not conn.closing:
-            conn.close("peer closed its side")
+            conn.close("peer closed its side", graceful=True)
 
     # admin ----------------------------------------------------------------------------
 
