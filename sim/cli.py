@@ -40,6 +40,8 @@ def _register() -> None:
     app.command("terminal")(terminal_command)
     app.command("host")(host_command)
     app.command("admin")(admin_command)
+    from .live.terminal.cli import ecr_app; app.add_typer(ecr_app, name="ecr")  # noqa: E702
+    from .load.cli import load_command; app.command("load")(load_command)  # noqa: E702
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,6 +6,10 @@ link: the in-process host core (default), ``--host HOST:PORT`` (ISO 8583 over TC
 or ``--host-down``. Messages the kernel still owes (an 0220 advice for an offline
 approval, an 0400 reversal) are listed under ``pending``; with a reachable host they
 are forwarded at once and listed under ``forwarded`` with the host's answer.
+
+With ``--serve`` the same command runs the *live* terminal instead: a long-running
+process with a durable store, driven by a cash register over its ECR port
+(:mod:`sim.live.terminal`); ``possim ecr ...`` is a small cash register for a shell.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import json
 import random
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Optional
 
 import typer
@@ -63,7 +68,7 @@ def terminal_command(
     card: Optional[str] = typer.Option(
         None, "--card", help="Card label from the test card set (see `possim cards`); with --reader, the card's currency and record."
     ),
-    amount: str = typer.Option(..., "--amount", help="Amount in major units, e.g. 12.34 (JPY: 1000; KWD: 1.234)."),
+    amount: Optional[str] = typer.Option(None, "--amount", help="Amount in major units, e.g. 12.34 (JPY: 1000; KWD: 1.234)."),
     currency_code: Optional[str] = typer.Option(None, "--currency", help="ISO 4217 code; default the card's currency."),
     profile: str = typer.Option("countertop-ethernet", "--profile", help="Hardware profile name or TOML path."),
     host: Optional[str] = typer.Option(None, "--host", help="HOST:PORT of an ISO 8583 host; default the in-process host core."),
@@ -72,13 +77,35 @@ def terminal_command(
     reader: Optional[str] = typer.Option(None, "--reader", help="PC/SC reader name: use the card in that reader."),
     kind: str = typer.Option("sale", "--type", help=f"Transaction type: {', '.join(TYPES)}."),
     framing: str = typer.Option("be2", "--framing", help="Framing for --host: be2, le2, ascii4, optionally +tpdu."),
+    dialect: Optional[str] = typer.Option(None, "--dialect", help="Dialect for --host: built-in name or .json/.toml spec."),
     terminal_id: str = typer.Option("TERM0001", "--terminal-id", help="DE41."),
     stan: int = typer.Option(1, "--stan", min=1, max=999_999, help="DE11 of the request."),
-    timeout: float = typer.Option(30.0, "--timeout", min=0.1, help="Seconds to wait for the host's answer."),
+    timeout: Optional[float] = typer.Option(
+        None, "--timeout", min=0.1, help="Seconds to wait for the host's answer (one-shot: 30; --serve: the profile's)."
+    ),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed the unpredictable number and random selection."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    serve: bool = typer.Option(False, "--serve", help="Run the live terminal: a process driven over its ECR port."),
+    ecr: str = typer.Option("127.0.0.1:0", "--ecr", help="--serve: HOST:PORT of the ECR port (0: any free port)."),
+    state: Optional[Path] = typer.Option(None, "--state", help="--serve: state directory (SQLite store; kept across restarts)."),
+    ready_file: Optional[Path] = typer.Option(None, "--ready-file", help="--serve: write {pid, port, ecr} as JSON here once listening."),
+    echo_interval: float = typer.Option(30.0, "--echo-interval", min=0.0, help="--serve: 0800 echo after this many quiet seconds (0: never)."),
+    backoff_max: float = typer.Option(5.0, "--backoff-max", min=0.05, help="--serve: longest pause between reconnects/resends, s."),
 ) -> None:
-    """Run one transaction: virtual (or PC/SC) card, terminal kernel, host."""
+    """Run one transaction: virtual (or PC/SC) card, terminal kernel, host. With --serve: the live terminal."""
+    if serve:
+        from ..live.terminal.cli import serve_command
+
+        serve_command(host=host, host_down=host_down, ecr=ecr, state=state, profile=profile, terminal_id=terminal_id,
+                      framing=framing, timeout=timeout, seed=seed, reader=reader, ready_file=ready_file,
+                      echo_interval=echo_interval, backoff_max=backoff_max, dialect=dialect, one_shot={"--card": card, "--amount": amount,
+                      "--currency": currency_code, "--pin": pin, "--json": as_json or None,
+                      "--type": None if kind == "sale" else kind, "--stan": None if stan == 1 else stan})
+        return
+    if amount is None:
+        raise _bad("--amount", "give the amount in major units, e.g. --amount 12.34 (or run the live terminal with --serve)")
+    if timeout is None:
+        timeout = 30.0
     if card is None:
         raise _bad("--card", "name the card: a label from `possim cards` (with --reader, the label of the card in the reader)")
     try:
@@ -108,8 +135,14 @@ def terminal_command(
     if host_down:
         link = unreachable
     elif host:
+        from ..iso8583.dialect import resolve_dialect
+
         try:
-            link = TcpLink(host, framing=parse_framing(framing), timeout_s=timeout)
+            chosen_dialect = resolve_dialect(dialect)
+        except ValueError as exc:
+            raise _bad("--dialect", str(exc)) from None
+        try:
+            link = TcpLink(host, framing=parse_framing(framing), dialect=chosen_dialect, timeout_s=timeout)
         except ValueError as exc:
             raise _bad("--host", str(exc)) from None
     else:

@@ -1,0 +1,82 @@
+"""The live terminal process: state directory, host link, terminal, ECR port, signals.
+
+``possim terminal --serve`` runs :func:`serve`: it opens (or creates) the state
+directory, recovers what a crash left there, connects to the host on demand, listens
+for the cash register on 127.0.0.1, writes the ready file (``{"pid", "port", "ecr",
+"kind": "terminal", "state"}``, atomically, see :mod:`sim.live.process`) and runs
+until SIGTERM or SIGINT. Stopping closes the ECR port, lets a transaction in progress
+finish, and leaves everything still owed in the store for the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ...core.cards import CardSet
+from ...iso8583.dialect import DEFAULT, Dialect
+from ...iso8583.framing import Framing
+from ...profiles import HardwareProfile
+from .ecr import EcrServer
+from .engine import Terminal, TerminalSettings
+from .link import HostLink
+from .store import TerminalStore
+
+__all__ = ["ServeOptions", "serve"]
+
+STORE_FILE = "terminal.sqlite"
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """Everything ``possim terminal --serve`` was told."""
+
+    state: Path
+    host: str
+    port: int
+    profile: HardwareProfile
+    cards: CardSet
+    ecr_host: str = "127.0.0.1"
+    ecr_port: int = 0
+    settings: TerminalSettings = TerminalSettings()
+    dialect: Dialect = DEFAULT
+    framing: Framing = Framing()
+
+
+async def serve(options: ServeOptions, *, ready: Callable[[Terminal, int], None] | None = None) -> None:
+    """Run the live terminal until SIGTERM/SIGINT (see the module notes)."""
+    options.state.mkdir(parents=True, exist_ok=True)
+    store = TerminalStore(options.state / STORE_FILE)
+    s = options.settings
+    link = HostLink(
+        options.host, options.port, dialect=options.dialect, framing=options.framing,
+        response_timeout=s.response_timeout if s.response_timeout is not None else float(options.profile.timeouts.host_response_s),
+        connect_timeout=s.connect_timeout if s.connect_timeout is not None else float(options.profile.timeouts.connect_s),
+        backoff=s.backoff, backoff_max=s.backoff_max,
+    )
+    terminal = Terminal(s, options.profile, store, options.cards, link)
+    await terminal.start()
+    ecr = EcrServer(terminal)
+    port = await ecr.start(options.ecr_host, options.ecr_port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - not the main thread
+            pass
+    if terminal.recovered:
+        print(f"possim terminal: {len(terminal.recovered)} request(s) were in flight at the last stop; "
+              "their reversals are owed", file=sys.stderr, flush=True)
+    if ready is not None:
+        ready(terminal, port)
+    try:
+        await stop.wait()
+    finally:
+        await ecr.close()
+        await terminal.shutdown()
+        store.close()
