@@ -1,0 +1,221 @@
+"""The live terminal as a process against ``possim host`` as a process, on loopback.
+
+Each test starts real processes on ephemeral ports (ready files), drives the
+terminal through its ECR port like a cash register, asks the host what it booked
+(admin ``booked``, ``balance``) and stops every process by PID in teardown. The
+history checker judges the terminal's own history against the host's bookings.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from sim.core.cards import load_cards
+from sim.live.admin import admin_call_sync
+from sim.live.process import ServerProcess, start
+from sim.live.terminal.client import EcrClient
+from sim.live.terminal.upload import read_upload
+from sim.live.terminal.verdict import judge
+
+CARDS = load_cards()
+FAST = ["--timeout", "1.5", "--echo-interval", "0.3", "--backoff-max", "0.2", "--seed", "11"]
+
+
+class Lab:
+    """Processes of one test, stopped by PID at the end."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.procs: list[ServerProcess] = []
+
+    def host(self, port: int = 0, *extra: str) -> ServerProcess:
+        proc = start(["host", "--state", str(self.tmp / "host-state"), "--journal", str(self.tmp / "journal.jsonl"),
+                      *extra], port=port, log_dir=self.tmp)
+        self.procs.append(proc)
+        return proc
+
+    def terminal(self, host_port: int, *extra: str, state: str = "term") -> ServerProcess:
+        proc = start(["terminal", "--serve", "--host", f"127.0.0.1:{host_port}", "--state", str(self.tmp / state),
+                      *FAST, *extra], port=None, log_dir=self.tmp)
+        self.procs.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            proc.stop(grace=5)
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[Lab]:
+    lab = Lab(tmp_path)
+    try:
+        yield lab
+    finally:
+        lab.stop_all()
+
+
+def admin(host: ServerProcess, cmd: str, **params: Any) -> dict[str, Any]:
+    answer = admin_call_sync(host.admin_port, {"cmd": cmd, **params})
+    assert answer["ok"], answer
+    return answer
+
+
+def booked(host: ServerProcess) -> list[dict[str, Any]]:
+    return admin(host, "booked")["booked"]
+
+
+def ecr(term: ServerProcess, request: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
+    with EcrClient(term.port, timeout=timeout) as client:
+        return client.call(request)
+
+
+def keys_booked(rows: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
+    counts: dict[tuple[str, str], int] = {}
+    for r in rows:
+        counts[(r["stan"], r["transmitted"])] = counts.get((r["stan"], r["transmitted"]), 0) + 1
+    return counts
+
+
+def journal_mtis(path: Path) -> list[str]:
+    out = []
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        if row.get("dir") == "in":
+            out.append(row.get("mti"))
+    return out
+
+
+def test_online_approval_decline_and_bad_ecr_input(lab: Lab) -> None:
+    host = lab.host()
+    term = lab.terminal(host.port)
+    with EcrClient(term.port) as client:
+        sale = client.call({"cmd": "sale", "card": "healthy", "amount": "25.00", "id": 1})
+        assert (sale["ok"], sale["id"], sale["outcome"], sale["arc"], sale["cryptogram"]) == (True, 1, "approved", "00", "TC")
+        assert (sale["amount_minor"], sale["currency"], sale["messages"], sale["stored"]) == (2500, "978", ["0200"], [])
+        declined = client.call({"cmd": "sale", "card": "insufficient-funds", "amount_minor": 2500})
+        assert (declined["outcome"], declined["arc"]) == ("declined", "51")
+        # bad input: a clear error each time, and the same connection keeps working
+        assert "not JSON" in client.call_raw(b"{sale\n")["error"]
+        assert "allowed: sale" in client.call({"cmd": "fly"})["error"]
+        assert "never a JSON number" in client.call({"cmd": "sale", "card": "healthy", "amount": 12.34})["error"]
+        assert "no card 'nope'" in client.call({"cmd": "sale", "card": "nope", "amount": "1.00"})["error"]
+        assert "decimals" in client.call({"cmd": "sale", "card": "healthy", "amount": "1.001"})["error"]
+        assert "one of them" in client.call({"cmd": "sale", "card": "healthy"})["error"]
+        assert "no approved transaction" in client.call({"cmd": "void", "stan": "424242"})["error"]
+        status = client.call({"cmd": "status"})
+        assert status["ok"] and status["attempts"] == {"approved-online": 1, "declined": 1}
+    rows = booked(host)
+    assert keys_booked(rows) == {(sale["stan"], sale["transmitted"]): 1}
+    term.stop()
+    verdict = judge(lab.tmp / "term", rows)
+    assert verdict.ok, verdict.pretty()
+
+
+def test_timeout_reversal_releases_the_hold_and_the_late_answer_is_ignored(lab: Lab) -> None:
+    """REV-01, REV-02: the host books the sale but answers after the terminal's timeout."""
+    host = lab.host()
+    pan = CARDS.card("healthy").pan
+    before = admin(host, "balance", pan=pan)
+    admin(host, "add_rule", rule={"mti": "0200", "action": "delay", "delay_ms": 2500, "count_to": 1})
+    term = lab.terminal(host.port)
+    sale = ecr(term, {"cmd": "sale", "card": "healthy", "amount": "42.00"})
+    assert sale["arc"] in ("Y3", "Z3") and "0400" in sale["stored"], sale
+    assert ecr(term, {"cmd": "drain", "timeout": 10})["drained"]
+    after = admin(host, "balance", pan=pan)
+    expected = before["available"] - (4200 if sale["arc"] == "Y3" else 0)
+    # Y3: the card approved offline, so the 0220 books it once; the 0200's hold is reversed either way
+    assert after["available"] == expected, (before, after, sale)
+    deadline_status = ecr(term, {"cmd": "status"})
+    for _ in range(30):  # the late 0210 leaves the host 2.5 s after the sale
+        if deadline_status["late_answers_ignored"] >= 1:
+            break
+        time.sleep(0.1)
+        deadline_status = ecr(term, {"cmd": "status"})
+    assert deadline_status["late_answers_ignored"] == 1
+    assert deadline_status["owed_reversals"] == 0
+    term.stop()
+    rows = booked(host)
+    host.stop()  # flushes the journal
+    assert "0400" in journal_mtis(lab.tmp / "journal.jsonl")
+    verdict = judge(lab.tmp / "term", rows)
+    assert verdict.ok, verdict.pretty()
+
+
+def test_outage_offline_approvals_delivered_once_with_repeats(lab: Lab) -> None:
+    """OFF-05: approvals made while the host is down go as 0220 when it returns; 0221 repeats book once."""
+    host = lab.host()
+    port = host.port
+    host.stop()
+    term = lab.terminal(port)
+    approvals = []
+    with EcrClient(term.port) as client:
+        for i in range(6):
+            out = client.call({"cmd": "sale", "card": "offline-only-iac", "amount_minor": 100 + i})
+            assert out["outcome"] == "approved" and out["arc"] in ("Y1", "Y3") and out["stored"] == ["0220"], out
+            approvals.append(out)
+        status = client.call({"cmd": "status"})
+        assert status["owed_advices"] == 6 and status["link"] == "down"
+    host = lab.host(port)
+    # the host loses its first two answers to advices: the terminal repeats them as 0221
+    admin(host, "add_rule", rule={"mti": ["0220", "0221"], "action": "drop", "count_to": 2})
+    assert ecr(term, {"cmd": "drain", "timeout": 20})["drained"]
+    rows = booked(host)
+    counts = keys_booked(rows)
+    for out in approvals:
+        assert counts.get((out["stan"], out["transmitted"])) == 1, (out["stan"], counts)
+    settle = ecr(term, {"cmd": "settle"})
+    assert settle["outcome"] == "settled", settle
+    (eur,) = settle["currencies"]
+    assert eur["code"] == "00" and eur["terminal"] == eur["host"] == {
+        "debits_count": 6, "debits_amount": sum(100 + i for i in range(6)), "credits_count": 0, "credits_amount": 0}
+    term.stop()
+    host.stop()  # flushes the journal
+    mtis = journal_mtis(lab.tmp / "journal.jsonl")
+    assert mtis.count("0221") >= 2 and mtis.count("0220") == 6, mtis
+    verdict = judge(lab.tmp / "term", rows)
+    assert verdict.ok, verdict.pretty()
+
+
+def test_settlement_matches_and_mismatch_writes_the_upload(lab: Lab) -> None:
+    """SET-01: 0500 per currency matches (00) after a sale, a refund and a void; a host that lost an
+    advice answers 95 and the terminal writes its batch upload."""
+    host = lab.host()
+    term = lab.terminal(host.port)
+    with EcrClient(term.port) as client:
+        a = client.call({"cmd": "sale", "card": "healthy", "amount": "30.00"})
+        b = client.call({"cmd": "sale", "card": "mc-healthy", "amount": "7.00"})
+        c = client.call({"cmd": "refund", "card": "healthy", "amount": "5.00"})
+        d = client.call({"cmd": "sale", "card": "healthy", "amount": "11.00"})
+        assert [x["arc"] for x in (a, b, c, d)] == ["00"] * 4
+        void = client.call({"cmd": "void", "stan": d["stan"]})
+        assert void["ok"] and void["stored"] == ["0400"], void
+        assert "already reversed" in client.call({"cmd": "void", "stan": d["stan"]})["error"]
+        settle = client.call({"cmd": "settle"})
+        assert settle["outcome"] == "settled", settle
+        by_cur = {c["currency"]: c for c in settle["currencies"]}
+        assert by_cur["978"]["terminal"] == by_cur["978"]["host"] == {
+            "debits_count": 1, "debits_amount": 3000, "credits_count": 1, "credits_amount": 500}
+        assert by_cur["840"]["code"] == "00" and by_cur["840"]["host"]["debits_amount"] == 700
+    host.stop()
+    with EcrClient(term.port) as client:
+        offline = client.call({"cmd": "sale", "card": "offline-only-iac", "amount_minor": 250})
+        assert offline["stored"] == ["0220"]
+    host = lab.host(host.port)
+    # the host acknowledges the advice without booking it: its totals now miss one
+    admin(host, "add_rule", rule={"mti": "0220", "action": "respond", "code": "00", "core": False})
+    settle = ecr(term, {"cmd": "settle"})
+    (eur,) = settle["currencies"]
+    assert settle["outcome"] == "not settled" and eur["code"] == "95", settle
+    assert eur["terminal"]["debits_amount"] == 250 and eur["host"]["debits_amount"] == 0
+    upload = read_upload(eur["upload"]["file"])
+    assert [(m.mti, m.stan, m.amount, m.response_code) for m in upload] == [("0220", offline["stan"], 250, offline["arc"])]
+    assert ecr(term, {"cmd": "close_batch"})["outcome"] == "closed"
+    term.stop()
+    db = sqlite3.connect(lab.tmp / "term" / "terminal.sqlite")
+    assert db.execute("SELECT COUNT(*) FROM batches").fetchone()[0] == 2
