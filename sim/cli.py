@@ -31,7 +31,7 @@ def _register() -> None:
     from .demo import demo_command
     from .emv.cards_cli import cards_command
     from .terminal.cli import terminal_command
-    from .live.cli import admin_command, host_command
+    from .live.cli import admin_command, host_command, proxy_command
 
     app.add_typer(pcap_app, name="pcap")
     app.add_typer(bench_app, name="bench")
@@ -39,6 +39,7 @@ def _register() -> None:
     app.command("cards")(cards_command)
     app.command("terminal")(terminal_command)
     app.command("host")(host_command)
+    app.command("proxy")(proxy_command)
     app.command("admin")(admin_command)
     from .live.terminal.cli import ecr_app; app.add_typer(ecr_app, name="ecr")  # noqa: E702
     from .load.cli import load_command; app.command("load")(load_command)  # noqa: E702

@@ -129,6 +129,44 @@ def host_command(
         raise _fail(f"possim host: cannot listen on {bind}:{port}: {exc.strerror or exc}") from None
 
 
+def proxy_command(
+    upstream: str = typer.Option(..., "--upstream", help="HOST:PORT of the host behind the proxy."),
+    port: int = typer.Option(8483, "--port", min=0, max=65535, help="Port terminals connect to (0: any free port)."),
+    bind: str = typer.Option("127.0.0.1", "--bind", help="Address to listen on."),
+    admin_port: Optional[int] = typer.Option(None, "--admin-port", min=0, max=65535,
+                                             help="Local admin endpoint port; default --port + 1 (0 when --port is 0)."),
+    toxics: Optional[Path] = typer.Option(None, "--toxics", help="TOML file of [[toxics]] in force at start."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the per-connection toxicity draws, jitter and slice sizes."),
+    ready_file: Optional[Path] = typer.Option(None, "--ready-file", help="Write {pid, port, admin_port} as JSON here once listening."),
+    uvloop: bool = typer.Option(True, "--uvloop/--no-uvloop", help="Use uvloop when installed."),
+) -> None:
+    """Run the chaos proxy: latency, bandwidth, timeout, reset_peer, slicer, limit_data, down; changed live with possim admin."""
+    from .process import write_ready_file
+    from .proxy import ProxySettings, parse_address, serve
+    from .toxics import ToxicError, load_toxics
+
+    try:
+        address = parse_address(upstream)
+    except ValueError as exc:
+        raise _bad("--upstream", str(exc)) from None
+    try:
+        initial = load_toxics(toxics) if toxics is not None else ()
+    except ToxicError as exc:
+        raise _bad("--toxics", str(exc)) from None
+    settings = ProxySettings(upstream=address, bind=bind, port=port, admin_port=admin_port, toxics=initial, seed=seed)
+
+    def ready(proxy: Any) -> None:
+        print(f"possim proxy listening on {bind}:{proxy.port} -> {upstream}; admin on 127.0.0.1:{proxy.admin_port}; "
+              f"{len(initial)} toxics; seed {seed}", file=sys.stderr, flush=True)
+        if ready_file is not None:
+            write_ready_file(ready_file, kind="proxy", port=proxy.port, admin_port=proxy.admin_port, bind=bind)
+
+    try:
+        run(serve(settings, ready=ready), use_uvloop=uvloop)
+    except OSError as exc:
+        raise _fail(f"possim proxy: cannot listen on {bind}:{port}: {exc.strerror or exc}") from None
+
+
 def _value(text: str) -> Any:
     try:
         return json.loads(text)
