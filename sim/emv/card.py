@@ -69,6 +69,7 @@ from .faults import (
     parse_faults,
     truncate,
 )
+from .qr import wallet_qr
 
 __all__ = ["ATR", "VirtualCard"]
 
@@ -95,6 +96,11 @@ class VirtualCard:
     counters : CardCounters, optional
         Restore non-volatile state (ATC, offline count, PIN tries...) saved from
         :attr:`counters`; a fresh card starts at ATC 0 with its full PIN try limit.
+    icc_key_label : str, optional
+        Name the ICC RSA key pair is derived from (default: from the PAN and PSN). Cards
+        cloned from one card-set entry may share their template's key pair, so an estate
+        of thousands of cardholders does not generate thousands of RSA keys; each clone
+        still has its own ICC certificate binding its own PAN.
     """
 
     def __init__(
@@ -105,8 +111,10 @@ class VirtualCard:
         faults: Sequence[Fault | Mapping[str, Any]] = (),
         seed: int = 0,
         counters: CardCounters | None = None,
+        icc_key_label: str | None = None,
     ) -> None:
         self._card = card
+        self._icc_key_label = icc_key_label
         self._issuer = issuer
         self._plan = FaultPlan(card_set_faults(card) + parse_faults(faults), random.Random(seed))
         self._idn_rng = random.Random(f"possim ICC dynamic number|{card.pan}|{card.psn}|{seed}")
@@ -176,7 +184,7 @@ class VirtualCard:
     @cached_property
     def image(self) -> CardImage:
         """The personalised chip contents (records, DOLs, keys)."""
-        return personalise(self._card, self._issuer)
+        return personalise(self._card, self._issuer, self._icc_key_label)
 
     @cached_property
     def _icc_mk(self) -> bytes:
@@ -234,6 +242,11 @@ class VirtualCard:
         if "track_corrupt" in kinds:
             track = corrupt_track(track, self._plan.rng)
         return track
+
+    def qr_code(self) -> str:
+        """The consumer-presented QR code a wallet holding this card shows (OFF-09, :mod:`sim.emv.qr`)."""
+        return wallet_qr(pan=self._card.pan, expiry=self._card.expiry, psn=self._card.psn, aid=self._issuer.aid,
+                         label=self._issuer.scheme.upper())
 
     # APDU exchange ----------------------------------------------------------------------------------
 

@@ -222,8 +222,11 @@ def _record(objects: dict[str, bytes]) -> bytes:
 
 
 @lru_cache(maxsize=256)
-def personalise(card: Card, issuer: IssuerConfig) -> CardImage:
+def personalise(card: Card, issuer: IssuerConfig, icc_key_label: str | None = None) -> CardImage:
     """The chip image of ``card`` (cached: cards of the same label share it).
+
+    ``icc_key_label`` names the ICC key pair (default ``"icc <PAN> <PSN>"``); clones of
+    one card may share a key pair, each with its own certificate for its own PAN.
 
     Raises
     ------
@@ -281,7 +284,7 @@ def personalise(card: Card, issuer: IssuerConfig) -> CardImage:
 
     identifier = _issuer_identifier(card, issuer)
     issuer_key, issuer_cert, issuer_rem = _issuer_credentials(issuer, identifier)
-    icc_key = oda.derive_rsa_key(f"icc {card.pan} {card.psn}", profile.icc_bits, profile.icc_exponent)
+    icc_key = oda.derive_rsa_key(icc_key_label or f"icc {card.pan} {card.psn}", profile.icc_bits, profile.icc_exponent)
     icc_expiry = card.expiry[2:] + card.expiry[:2]
     icc_cert, icc_rem = oda.make_icc_certificate(
         issuer_key, icc_key.public, card.pan, icc_expiry, _digest("icc", card.pan, card.psn, size=3), static_data

@@ -150,6 +150,8 @@ class RsaPrivateKey:
     modulus: int
     exponent: int
     private_exponent: int = field(repr=False)
+    primes: tuple[int, int] | None = field(default=None, repr=False, compare=False)
+    """The factors p, q when known: signing then takes the CRT path (same result, about 3x faster)."""
 
     @property
     def public(self) -> RsaPublicKey:
@@ -166,7 +168,13 @@ class RsaPrivateKey:
         value = int.from_bytes(message, "big")
         if value >= self.modulus:
             raise OdaError("block is not below the modulus", step="sign")
-        return pow(value, self.private_exponent, self.modulus).to_bytes(self.size, "big")
+        if self.primes is None:
+            return pow(value, self.private_exponent, self.modulus).to_bytes(self.size, "big")
+        p, q = self.primes
+        d = self.private_exponent
+        mp, mq = pow(value % p, d % (p - 1), p), pow(value % q, d % (q - 1), q)
+        h = (pow(q, -1, p) * (mp - mq)) % p
+        return (mq + h * q).to_bytes(self.size, "big")
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,7 +278,7 @@ def derive_rsa_key(label: str, bits: int, exponent: int = 3) -> RsaPrivateKey:
         if p != q and n.bit_length() == bits:
             break
     phi = (p - 1) * (q - 1)
-    return RsaPrivateKey(n, exponent, pow(exponent, -1, phi))
+    return RsaPrivateKey(n, exponent, pow(exponent, -1, phi), (p, q))
 
 
 @lru_cache(maxsize=1)
