@@ -98,6 +98,8 @@ _TXN_O = "12 13 14 18 19 23 25 32 37 42 43 45 48 52 60 61 62 63 64 128"
 _RSP_O = "2 3 4 12 13 14 15 22 23 32 37 42 44 48 49 54 60 61 62 63 64 128"
 _REV_O = "2 12 13 14 22 23 25 32 35 37 38 39 42 43 48 55 60 62 63 64 95 128"
 _ADV_O = "12 13 14 18 23 25 32 37 38 42 43 48 60 61 62 63 64 128"
+# An advice reports a finished transaction: track 2 may come along but is never required
+# (a terminal must not keep it after the authorization, SEC-03), so a swiped completion is valid.
 _REC_O = "15 32 42 48 60 63 64 75 77 87 89 97 128"
 
 MESSAGE_TYPES: dict[str, MessageType] = {
@@ -105,13 +107,13 @@ MESSAGE_TYPES: dict[str, MessageType] = {
     for mt in [
         _mt("0100", "authorization request", "0110", "3 4 7 11 22 41 49", "2 35 55", _TXN_O),
         _mt("0110", "authorization response", None, "7 11 39 41", "38", _RSP_O + " 55"),
-        _mt("0120", "authorization advice", "0130", "3 4 7 11 22 39 41 49", "2 35 55", _ADV_O),
-        _mt("0121", "authorization advice repeat", "0130", "3 4 7 11 22 39 41 49", "2 35 55", _ADV_O),
+        _mt("0120", "authorization advice", "0130", "3 4 7 11 22 39 41 49", "2 55", _ADV_O + " 35"),
+        _mt("0121", "authorization advice repeat", "0130", "3 4 7 11 22 39 41 49", "2 55", _ADV_O + " 35"),
         _mt("0130", "authorization advice response", None, "7 11 39 41", "", _RSP_O),
         _mt("0200", "financial request", "0210", "3 4 7 11 22 41 49", "2 35 55", _TXN_O),
         _mt("0210", "financial response", None, "7 11 39 41", "38", _RSP_O + " 55"),
-        _mt("0220", "financial advice", "0230", "3 4 7 11 22 39 41 49", "2 35 55", _ADV_O),
-        _mt("0221", "financial advice repeat", "0230", "3 4 7 11 22 39 41 49", "2 35 55", _ADV_O),
+        _mt("0220", "financial advice", "0230", "3 4 7 11 22 39 41 49", "2 55", _ADV_O + " 35"),
+        _mt("0221", "financial advice repeat", "0230", "3 4 7 11 22 39 41 49", "2 55", _ADV_O + " 35"),
         _mt("0230", "financial advice response", None, "7 11 39 41", "", _RSP_O),
         _mt("0400", "reversal request", "0410", "3 4 7 11 41 49 90", "", _REV_O),
         _mt("0401", "reversal request repeat", "0410", "3 4 7 11 41 49 90", "", _REV_O),
@@ -131,6 +133,9 @@ REPEATS = {"0121": "0120", "0221": "0220", "0401": "0400", "0421": "0420"}
 
 NUMERIC_FIELDS = frozenset("2 3 4 7 11 12 13 14 15 18 19 22 23 25 32 49 50 70 74 75 76 77 86 87 88 89 90".split())
 """Fields whose content must be decimal digits (ISO 8583 ``n``)."""
+
+SIGNED_AMOUNT_FIELDS = frozenset("28 29 30 31 97".split())
+"""Fields of type ``x+n``: ``C`` (credit) or ``D`` (debit), then the amount's digits."""
 
 
 def response_mti(mti: str) -> str:
@@ -226,15 +231,29 @@ def validate(
 def check_content(
     fields: Fields, keys: Iterable[str], mt: MessageType, descriptions: Mapping[str, str] | None = None
 ) -> None:
-    """Check the content of ``keys``: digits where ISO 8583 says ``n``, a real DE7, a known DE70."""
+    """Check the content of ``keys``: digits where ISO 8583 says ``n``, C/D + digits where it says
+    ``x+n``, a real DE7, a known DE70.
+
+    >>> check_content({"t": "0500", "97": "X0000000000001234"}, ["97"], MESSAGE_TYPES["0500"])
+    Traceback (most recent call last):
+    ...
+    sim.iso8583.errors.MessageError: 0500 reconciliation request: field DE97 (Amount, Net Settlement) is 'X0000000000001234'; allowed: C or D, then digits
+    """
     for key in keys:
-        if key not in NUMERIC_FIELDS:
-            continue
-        value = fields.get(key)
-        if value is not None and not (value.isdigit() and value.isascii()):
-            raise MessageError(
-                f"{mt.mti} {mt.name}: field {_describe(key, descriptions)} is {value!r}; allowed: digits only", field=key
-            )
+        if key in NUMERIC_FIELDS:
+            value = fields.get(key)
+            if value is not None and not (value.isdigit() and value.isascii()):
+                raise MessageError(
+                    f"{mt.mti} {mt.name}: field {_describe(key, descriptions)} is {value!r}; allowed: digits only",
+                    field=key,
+                )
+        elif key in SIGNED_AMOUNT_FIELDS:
+            value = fields.get(key)
+            if value is not None and not (value[:1] in ("C", "D") and value[1:].isdigit() and value.isascii()):
+                raise MessageError(
+                    f"{mt.mti} {mt.name}: field {_describe(key, descriptions)} is {value!r}; allowed: C or D, then digits",
+                    field=key,
+                )
     code = fields.get("70")
     if code is not None and code not in NETWORK_CODES:
         allowed_codes = ", ".join(f"{c} {n}" for c, n in NETWORK_CODES.items())
