@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from iso8583.specs import default_ascii
 
 from sim.emv import tlv
-from sim.iso8583.catalogue import CHIP_ENTRY_MODES, MESSAGE_TYPES, NETWORK_CODES, NUMERIC_FIELDS
+from sim.iso8583.catalogue import CHIP_ENTRY_MODES, MESSAGE_TYPES, NETWORK_CODES, NUMERIC_FIELDS, SIGNED_AMOUNT_FIELDS
 
 TEXT = string.ascii_letters + string.digits + " -./"
 ICC_TAGS = ["9F26", "9F27", "9F10", "9F37", "9F36", "95", "9A", "9C", "9F02", "5F2A", "82", "9F1A", "91"]
@@ -17,6 +17,8 @@ ICC_TAGS = ["9F26", "9F27", "9F10", "9F37", "9F36", "95", "9A", "9C", "9F02", "5
 def _value(key: str, spec: dict) -> st.SearchStrategy[str]:
     props = spec[key]
     size = props["max_len"]
+    if key in SIGNED_AMOUNT_FIELDS:  # x+n: credit or debit sign, then the digits
+        return st.builds(str.__add__, st.sampled_from("CD"), st.text(string.digits, min_size=size - 1, max_size=size - 1))
     alphabet = string.digits if key in NUMERIC_FIELDS else TEXT
     if props["len_type"] == 0:
         return st.text(alphabet, min_size=size, max_size=size)

@@ -106,6 +106,16 @@ def test_bad_content_is_refused(key: str, value: str) -> None:
     assert err.value.field == key
 
 
+@pytest.mark.parametrize("value", ["00000000000012345", "+0000000000001234", "C000000000000123A", "c0000000000001234"])
+def test_net_settlement_amount_needs_a_credit_or_debit_sign(value: str) -> None:
+    fields = {"t": "0500", "7": "1122103000", "11": "000001", "41": "TERM0001", "50": "978",
+              "74": "0000000001", "76": "0000000000", "86": "0000000000001000", "88": "0000000000000000"}
+    assert validate({**fields, "97": "D0000000000001000"}).mti == "0500"
+    with pytest.raises(MessageError, match="allowed: C or D, then digits") as err:
+        validate({**fields, "97": value})
+    assert err.value.field == "97"
+
+
 def test_unknown_mti_and_strict_mode() -> None:
     with pytest.raises(MessageError, match="not in the catalogue"):
         validate({"t": "0999"})
