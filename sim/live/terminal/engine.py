@@ -194,6 +194,7 @@ class Terminal:
                         answered = True
                     except HostUnreachable as exc:
                         self.store.disarm(attempt)  # nothing left the terminal
+                        request = None
                         answer = exc
                     except HostTimeout as exc:
                         answer = exc  # the marker stays until the kernel's own reversal is stored

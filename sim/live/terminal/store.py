@@ -230,9 +230,11 @@ class TerminalStore:
                          "currency, kind, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (attempt, *row, _now()))
 
     def disarm(self, attempt: int) -> None:
-        """Drop the marker of a request that provably never left (the connection was not there)."""
+        """Drop the marker of a request that provably never left (the connection was not there),
+        and its ``invoked`` row: the host cannot have seen it."""
         with self._tx():
             self._db.execute("DELETE FROM inflight WHERE attempt = ?", (attempt,))
+            self._db.execute("DELETE FROM history WHERE attempt = ? AND type = 'invoked'", (attempt,))
 
     def finish(self, attempt: int, *, state: str, key: Message | None, arc: str | None, reason: str,
                owed: Iterable[Message] = (), masked_pan: str | None = None, amount: int | None = None,
