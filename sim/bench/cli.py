@@ -37,3 +37,35 @@ def codec(
             console.print(f"{label}: possim / pyiso8583 = {ratio:.3f} (goal >= {GOAL_RATIO}) {mark}")
     if check and not result.ok:
         raise typer.Exit(1)
+
+
+@bench_app.command("host")
+def host(
+    connections: int = typer.Option(32, min=1, max=1000, help="Connections, one request in flight on each."),
+    duration: float = typer.Option(5.0, min=0.5, help="Measured seconds per round and server."),
+    warmup: float = typer.Option(1.0, min=0.0, help="Seconds driven before measuring."),
+    rounds: int = typer.Option(2, min=1, help="Rounds alternating echo and host; the best of each counts."),
+    journal: bool = typer.Option(True, "--journal/--no-journal", help="Host writes its message journal."),
+    state: bool = typer.Option(True, "--state/--no-state", help="Host commits its durable replay log."),
+    as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+    check: bool = typer.Option(False, help="Exit 1 when the ratio misses the goal or an answer was not 00."),
+) -> None:
+    """Authorizations/s and p50/p99 of possim host beside a bare echo server, driven by the same client."""
+    from ..live.bench_host import GOAL_RATIO, run
+
+    result = run(connections, duration, warmup, rounds, journal, state,
+                 progress=None if as_json else (lambda text: console.print(f"[dim]{text}[/dim]")))
+    if as_json:
+        console.print_json(json.dumps(result.as_dict()))
+    else:
+        table = Table(title=f"possim bench host ({connections} connections, {rounds} x {duration:g} s, {result.loop}, best round)")
+        for column in ("server", "answers/s", "p50 ms", "p99 ms", "max ms", "errors", "DE39"):
+            table.add_column(column, justify="right" if column not in ("server", "DE39") else "left")
+        for label, t in (("bare echo", result.echo), (f"possim host (journal {'on' if journal else 'off'}, state {'on' if state else 'off'})", result.host)):
+            codes = ", ".join(f"{k}:{v}" for k, v in sorted(t.codes.items())) if t.name == "host" else "-"
+            table.add_row(label, f"{t.rate:,.0f}", f"{t.p50_ms:.2f}", f"{t.p99_ms:.2f}", f"{t.max_ms:.1f}", str(t.errors), codes)
+        console.print(table)
+        mark = "[green]ok[/green]" if result.ratio >= GOAL_RATIO else "[red]below goal[/red]"
+        console.print(f"host / echo = {result.ratio:.3f} (goal >= {GOAL_RATIO}) {mark}")
+    if check and not result.ok:
+        raise typer.Exit(1)

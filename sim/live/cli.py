@@ -82,6 +82,7 @@ def host_command(
     on_divergence: str = typer.Option("fail", "--on-divergence", help="Replay gave another answer than stored: fail or warn."),
     ready_file: Optional[Path] = typer.Option(None, "--ready-file", help="Write {pid, port, admin_port} as JSON here once listening."),
     uvloop: bool = typer.Option(True, "--uvloop/--no-uvloop", help="Use uvloop when installed."),
+    profile: Optional[Path] = typer.Option(None, "--profile", help="Write cProfile statistics of the run here at shutdown."),
 ) -> None:
     """Run the host simulator: the host core behind an ISO 8583 TCP server."""
     from ..iso8583.dialect import resolve_dialect
@@ -121,12 +122,22 @@ def host_command(
         if ready_file is not None:
             write_ready_file(ready_file, kind="host", port=server.port, admin_port=server.admin_port, bind=bind)
 
+    profiler = None
+    if profile is not None:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     try:
         run(serve(settings, ready=ready), use_uvloop=uvloop)
     except (RuleError, StateError) as exc:
         raise _fail(f"possim host: {exc}") from None
     except OSError as exc:
         raise _fail(f"possim host: cannot listen on {bind}:{port}: {exc.strerror or exc}") from None
+    finally:
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(str(profile))
 
 
 def proxy_command(

@@ -1,0 +1,250 @@
+"""``possim bench host``: the live host against a bare echo server, same client, same run.
+
+What it measures
+----------------
+Authorizations per second and latency (p50, p99, from an HdrHistogram) of a
+``possim host`` process doing everything it does in service -- decode, the full
+issuer logic (ARQC verification, ARPC, limits, ledger), the journal, and (by default)
+the durable replay log with group commit -- driven at a fixed concurrency
+(``connections`` connections, one request in flight on each, closed loop) by
+:class:`~sim.live.client.Client` running in *this* process.
+
+The baseline is a bare asyncio server in its own process that only echoes framed
+messages back (:func:`sim.live.client.echo_server`): the cost of the sockets, the
+framing, the event loop and of the client itself. The same client drives it with the
+same messages in the same run, and the report gives host / echo as a ratio. The goal
+is a ratio of at least :data:`GOAL_RATIO`.
+
+Requests are chip sales with valid ARQCs on the funded cards of a load card set
+(:func:`sim.live.sales.write_load_cards`: velocity and balances lifted, so nothing
+declines after a while). ARQCs are made once for a pool of sales before timing; each
+request then takes a pool entry with its own DE41 and DE11 (the ARQC does not cover
+them), so every request is a new transaction to the host, never a duplicate.
+
+Both servers and this client share the machine's cores: on a 2-core machine the
+client's work is part of both figures. Rounds alternate echo and host; the best
+round of each counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+GOAL_RATIO = 0.5
+CARD_LABELS = ("healthy", "mc-healthy", "kwd-healthy", "jpy-healthy")
+
+
+@dataclass
+class TargetResult:
+    """One server's figures for its best round."""
+
+    name: str
+    completed: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    errors: int = 0
+    codes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        """Answers per second in the measured window."""
+        return self.completed / self.seconds if self.seconds else 0.0
+
+
+@dataclass
+class BenchResult:
+    """The run: settings, both targets, the ratio."""
+
+    connections: int
+    duration: float
+    rounds: int
+    loop: str
+    journal: bool
+    state: bool
+    echo: TargetResult
+    host: TargetResult
+    host_status: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float:
+        """Host authorizations/s over echo answers/s."""
+        return self.host.rate / self.echo.rate if self.echo.rate else 0.0
+
+    @property
+    def ok(self) -> bool:
+        """The ratio meets the goal and every host answer was an approval."""
+        return self.ratio >= GOAL_RATIO and self.host.errors == 0 and set(self.host.codes) <= {"00"}
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data for ``--json``."""
+        out = asdict(self)
+        out["echo"]["rate"] = self.echo.rate
+        out["host"]["rate"] = self.host.rate
+        out["ratio"] = self.ratio
+        out["goal_ratio"] = GOAL_RATIO
+        out["ok"] = self.ok
+        return out
+
+
+def request_pool(size: int = 64) -> list[dict[str, str]]:
+    """``size`` distinct chip sales (valid ARQCs) as field dicts, on the load card set's funded cards."""
+    from ..core.cards import load_cards
+    from .host_server import utc_now
+    from .sales import chip_sale
+
+    cards = load_cards()
+    now = utc_now()
+    pool = []
+    for i in range(size):
+        sale = chip_sale(CARD_LABELS[i % len(CARD_LABELS)], 100 + i, stan=i + 1, when=now, card_set=cards)
+        pool.append({k: v for k, v in sale.fields.items() if k not in ("p", "1")})
+    return pool
+
+
+async def _drive(port: int, pool: list[dict[str, str]], connections: int, warmup: float, duration: float,
+                 tag: str) -> tuple[TargetResult, float]:
+    from hdrh.histogram import HdrHistogram
+
+    from .client import Client, ClientError
+
+    hist = HdrHistogram(1, 60_000_000, 3)  # microseconds
+    codes: Counter[str] = Counter()
+    errors = 0
+    completed = 0
+    measuring = False
+    stop = False
+    clients = [await Client.connect("127.0.0.1", port, timeout=30) for _ in range(connections)]
+
+    async def loop(n: int, client: Client) -> None:
+        nonlocal completed, errors
+        terminal = f"{tag}{n:0{8 - len(tag)}d}"
+        stan = 0
+        i = n
+        request = client.request_fields
+        perf = time.perf_counter
+        while not stop:
+            stan += 1
+            fields = dict(pool[i % len(pool)])
+            i += 1
+            fields["41"] = terminal
+            fields["11"] = f"{stan:06d}"
+            t0 = perf()
+            try:
+                answer = await request(fields)
+            except ClientError:
+                errors += 1
+                continue
+            if measuring:
+                hist.record_value(max(1, int((perf() - t0) * 1_000_000)))
+                completed += 1
+                codes[answer.get("39", "--")] += 1
+
+    tasks = [asyncio.ensure_future(loop(n, c)) for n, c in enumerate(clients)]
+    await asyncio.sleep(warmup)
+    measuring = True
+    start_cpu = time.process_time()
+    t0 = time.perf_counter()
+    await asyncio.sleep(duration)
+    measuring = False
+    seconds = time.perf_counter() - t0
+    client_cpu = time.process_time() - start_cpu
+    stop = True
+    failures = [r for r in await asyncio.gather(*tasks, return_exceptions=True) if isinstance(r, BaseException)]
+    if failures:
+        raise failures[0]
+    for c in clients:
+        await c.close()
+    result = TargetResult(
+        "", completed, seconds,
+        hist.get_value_at_percentile(50) / 1000, hist.get_value_at_percentile(99) / 1000,
+        hist.get_max_value() / 1000, errors, dict(codes),
+    )
+    return result, client_cpu
+
+
+def run(
+    connections: int = 32,
+    duration: float = 5.0,
+    warmup: float = 1.0,
+    rounds: int = 2,
+    journal: bool = True,
+    state: bool = True,
+    work_dir: Path | None = None,
+    progress: Any = None,
+) -> BenchResult:
+    """Start both servers as processes, drive each ``rounds`` times alternately, stop them by PID."""
+    from .admin import admin_call_sync
+    from .loop import loop_name
+    from .loop import run as run_loop
+    from .process import start, start_command
+    from .sales import write_load_cards
+
+    if work_dir is None:
+        with tempfile.TemporaryDirectory(prefix="possim-bench-host-") as tmp:
+            return run(connections, duration, warmup, rounds, journal, state, Path(tmp), progress)
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    args = ["host", "--cards", str(write_load_cards(work / "cards.toml")), "--max-connections", str(connections + 16)]
+    if journal:
+        args += ["--journal", str(work / "journal.jsonl")]
+    if state:
+        args += ["--state", str(work / "state")]
+    pool = request_pool()
+    host = start(args, log_dir=work)
+    echo = start_command([sys.executable, "-m", "sim.live.bench_host", "--ready-file", str(work / "echo.ready.json")],
+                         work / "echo.ready.json")
+    best: dict[str, TargetResult] = {}
+    try:
+        for r in range(rounds):
+            for name, proc in (("echo", echo), ("host", host)):
+                if progress:
+                    progress(f"round {r + 1}/{rounds}: {name}")
+                result, _cpu = run_loop(_drive(proc.port, pool, connections, warmup, duration, f"B{r:01d}{name[0].upper()}"))
+                result.name = name
+                if name not in best or result.rate > best[name].rate:
+                    best[name] = result
+        status = admin_call_sync(host.admin_port, {"cmd": "status"})
+    finally:
+        host.stop()
+        echo.stop()
+    return BenchResult(connections, duration, rounds, loop_name(), journal, state, best["echo"], best["host"], status)
+
+
+def _echo_main(argv: list[str]) -> None:
+    """``python -m sim.live.bench_host --ready-file F [--port N]``: the bare echo server as a process."""
+    import argparse
+    import signal
+
+    from .client import echo_server
+    from .loop import run as run_loop
+    from .process import write_ready_file
+
+    parser = argparse.ArgumentParser(description="Bare asyncio echo server of framed messages (bench baseline).")
+    parser.add_argument("--ready-file", required=True)
+    parser.add_argument("--port", type=int, default=0)
+    ns = parser.parse_args(argv)
+
+    async def main() -> None:
+        server = await echo_server(port=ns.port)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        write_ready_file(ns.ready_file, kind="echo", port=server.sockets[0].getsockname()[1])
+        await stop.wait()
+        server.close()
+
+    run_loop(main())
+
+
+if __name__ == "__main__":
+    _echo_main(sys.argv[1:])

@@ -1,0 +1,33 @@
+"""``possim bench host``: a short run measures both servers, and the host's answers are real approvals."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from sim.cli import _register, app
+
+
+def test_short_bench_measures_echo_and_host_and_reports_the_ratio(tmp_path):
+    from sim.live.bench_host import run
+
+    result = run(connections=4, duration=0.7, warmup=0.3, rounds=1, work_dir=tmp_path)
+    assert result.echo.completed > 0 and result.host.completed > 0
+    assert result.host.errors == 0 and set(result.host.codes) == {"00"}
+    assert result.host.p50_ms <= result.host.p99_ms <= result.host.max_ms
+    assert abs(result.ratio - result.host.rate / result.echo.rate) < 1e-9
+    # the host really booked what it approved: every measured approval is in its status counters
+    assert result.host_status["answered"] >= result.host.completed
+    assert (tmp_path / "journal.jsonl").stat().st_size > 0
+    assert (tmp_path / "state" / "host.sqlite3").exists()
+
+
+def test_cli_json_output_has_both_servers():
+    _register()
+    out = CliRunner().invoke(app, ["bench", "host", "--connections", "2", "--duration", "0.5", "--warmup", "0.2",
+                                   "--rounds", "1", "--no-state", "--json"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.output)
+    assert data["echo"]["rate"] > 0 and data["host"]["rate"] > 0
+    assert data["state"] is False and data["journal"] is True and data["goal_ratio"] == 0.5
