@@ -219,3 +219,48 @@ def test_settlement_matches_and_mismatch_writes_the_upload(lab: Lab) -> None:
     term.stop()
     db = sqlite3.connect(lab.tmp / "term" / "terminal.sqlite")
     assert db.execute("SELECT COUNT(*) FROM batches").fetchone()[0] == 2
+
+
+def test_offline_store_full_declines_instead_of_dropping(lab: Lab) -> None:
+    """OFF-07: with the profile's offline store full, no further offline approval; nothing silently dropped."""
+    text = (Path(__file__).parent.parent / "hardware_profiles" / "countertop-ethernet.toml").read_text()
+    small = lab.tmp / "tiny-store.toml"
+    small.write_text(text.replace('name = "countertop-ethernet"', 'name = "tiny-store"').replace(
+        "capacity = 500", "capacity = 2"))
+    host = lab.host()
+    port = host.port
+    host.stop()
+    term = lab.terminal(port, "--profile", str(small))
+    with EcrClient(term.port) as client:
+        outs = [client.call({"cmd": "sale", "card": "offline-only-iac", "amount_minor": 300}) for _ in range(3)]
+        status = client.call({"cmd": "status"})
+    assert [o["outcome"] for o in outs] == ["approved", "approved", "declined"], outs
+    assert outs[2]["stored"] == [] and status["owed_advices"] == 2 and status["offline_capacity"] == 2
+
+
+def test_serve_option_errors_name_the_option(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from sim import cli
+
+    if not cli.app.registered_groups:
+        cli._register()
+    runner = CliRunner()
+    cases = [
+        (["terminal", "--serve", "--state", str(tmp_path)], "--host"),
+        (["terminal", "--serve", "--host", "127.0.0.1:8583"], "--state"),
+        (["terminal", "--serve", "--host", "nowhere", "--state", str(tmp_path)], "HOST:PORT"),
+        (["terminal", "--serve", "--host", "127.0.0.1:8583", "--state", str(tmp_path), "--card", "healthy"], "ECR"),
+        (["terminal", "--serve", "--host", "127.0.0.1:8583", "--state", str(tmp_path), "--ecr", "x"], "--ecr"),
+        (["terminal", "--serve", "--host", "127.0.0.1:8583", "--state", str(tmp_path), "--profile", "toaster"],
+         "countertop-ethernet"),
+        (["terminal", "--serve", "--host-down", "--state", str(tmp_path)], "--host-down"),
+        (["terminal", "--card", "healthy"], "--amount"),
+        (["ecr", "status"], "--ready-file"),
+    ]
+    for args, expected in cases:
+        result = runner.invoke(cli.app, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert expected in result.output, (args, result.output)
+    unreachable = runner.invoke(cli.app, ["ecr", "status", "--port", "9"])
+    assert unreachable.exit_code == 2 and "cannot connect" in unreachable.output
