@@ -96,3 +96,34 @@ def test_journal_masks_pans_and_keeps_no_track_pin_or_chip_data(host):
     assert pan not in text and mask_pan(pan) in text
     for r in records:
         assert not {"35", "45", "52", "55"} & set(r.get("fields", {}))
+
+
+def test_issuer_outage_stand_in_and_pcap_survive_a_restart(tmp_path):
+    from sim.iso8583.pcap import read_messages
+
+    cards = write_load_cards(tmp_path / "cards.toml")
+    args = ["host", "--cards", str(cards), "--state", str(tmp_path / "state"), "--pcap", str(tmp_path / "s.pcap")]
+    srv = process.start(args, log_dir=tmp_path)
+    try:
+        assert admin_call_sync(srv.admin_port, {"cmd": "issuer", "issuer": "possim-visa-test", "up": False})["ok"]
+        [first] = run(_requests(srv.port, [chip_sale("healthy", 1000, stan=1, when=utc_now(), terminal_id="STIPTERM")]))
+    finally:
+        assert srv.stop() == 0, srv.output()
+    assert first.response_code == "00" and first.auth_code.startswith("ST")
+    captured = read_messages(tmp_path / "s.pcap", port=srv.port)
+    assert [(c.fields["t"], c.fields["11"]) for c in captured] == [("0200", "000001"), ("0210", "000001")]
+
+    again = process.start(args, log_dir=tmp_path)
+    try:
+        assert admin_call_sync(again.admin_port, {"cmd": "status"})["replayed"] == 2
+        [second] = run(_requests(again.port, [chip_sale("healthy", 2000, stan=2, when=utc_now(), terminal_id="STIPTERM")]))
+        assert second.auth_code.startswith("ST")  # the issuer is still down after the restart
+        assert not [b for b in admin_call_sync(again.admin_port, {"cmd": "booked"})["booked"] if b["terminal_id"] == "STIPTERM"]
+        admin_call_sync(again.admin_port, {"cmd": "issuer", "issuer": "possim-visa-test", "up": True})
+        assert admin_call_sync(again.admin_port, {"cmd": "issuer", "issuer": "nobody", "up": True})["ok"] is False
+        run(_requests(again.port, [chip_sale("healthy", 5, stan=3, when=utc_now(), terminal_id="STIPTERM")]))
+        booked = sorted(b["amount"] for b in admin_call_sync(again.admin_port, {"cmd": "booked"})["booked"]
+                        if b["terminal_id"] == "STIPTERM")
+        assert booked == [5, 1000, 2000]  # both stand-in approvals reached the issuer once
+    finally:
+        assert again.stop() == 0, again.output()
