@@ -110,11 +110,19 @@ def test_online_approval_decline_and_bad_ecr_input(lab: Lab) -> None:
         assert "no approved transaction" in client.call({"cmd": "void", "stan": "424242"})["error"]
         status = client.call({"cmd": "status"})
         assert status["ok"] and status["attempts"] == {"approved-online": 1, "declined": 1}
-    rows = booked(host)
-    assert keys_booked(rows) == {(sale["stan"], sale["transmitted"]): 1}
+        rows = booked(host)
+        assert keys_booked(rows) == {(sale["stan"], sale["transmitted"]): 1}
+        verdict = judge(lab.tmp / "term", rows)
+        assert verdict.ok, verdict.pretty()
+        # a host that refuses a reversal for good: it leaves the queue but is kept, and the verdict shows it
+        admin(host, "add_rule", rule={"mti": ["0400", "0401"], "action": "respond", "code": "12", "core": False})
+        assert client.call({"cmd": "void", "stan": sale["stan"]})["stored"] == ["0400"]
+        assert client.call({"cmd": "drain", "timeout": 10})["drained"]
+        status = client.call({"cmd": "status"})
+        assert (status["rejected_by_host"], status["owed_reversals"]) == (1, 0)
     term.stop()
-    verdict = judge(lab.tmp / "term", rows)
-    assert verdict.ok, verdict.pretty()
+    verdict = judge(lab.tmp / "term", booked(host))
+    assert [(f.stan, f.detail) for f in verdict.unexpected] == [(sale["stan"], "booked though reversed")]
 
 
 def test_timeout_reversal_releases_the_hold_and_the_late_answer_is_ignored(lab: Lab) -> None:

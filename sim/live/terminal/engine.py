@@ -57,6 +57,10 @@ STAN_BLOCK = 8
 RETRY_CODES = frozenset({"91", "96"})
 """Answers to an advice or reversal that mean "not taken, send again later"."""
 
+ACCEPTED_CODES = frozenset({"00", "94"})
+"""Answers that acknowledge an advice or reversal (94: the host already has it). Any other
+answer is a refusal: the message leaves the queue into the store's ``rejected`` table."""
+
 
 @dataclass(frozen=True)
 class TerminalSettings:
@@ -281,7 +285,10 @@ class Terminal:
                 await self._pause(delay)
                 delay = min(delay * 2, self.settings.backoff_max)
                 continue
-            self.store.acknowledged(item.id)
+            if answer.response_code in ACCEPTED_CODES:
+                self.store.acknowledged(item.id)
+            else:
+                self.store.rejected(item.id, answer.mti, answer.response_code)
             delay = self.settings.backoff
 
     async def _pause(self, seconds: float) -> None:

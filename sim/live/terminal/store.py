@@ -21,6 +21,10 @@ Tables
     online request leaves, deleted in the same transaction that records the outcome.
     A marker found at start means the process died with a request out: its reversal
     becomes owed (REV-01 across restarts) and the attempt is ``unknown``.
+``rejected``
+    Advices and reversals the host answered with a refusal (not ``00``/``94``, not a
+    "try later" code): they leave the queue, which would otherwise be blocked behind
+    them for good, but are kept here for a person to look at -- never silently dropped.
 ``history``
     What the terminal saw, as the history checker (:mod:`sim.core.history`) reads it:
     ``invoked`` when a request leaves, its outcome, ``reversed`` when a reversal is
@@ -80,6 +84,10 @@ CREATE TABLE IF NOT EXISTS owed (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     attempt INTEGER, kind TEXT NOT NULL, message BLOB NOT NULL,
     sends INTEGER NOT NULL DEFAULT 0, last_error TEXT, queued TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rejected (
+    id INTEGER PRIMARY KEY, attempt INTEGER, kind TEXT NOT NULL, message BLOB NOT NULL, answer_mti TEXT,
+    code TEXT, at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS batches (number INTEGER PRIMARY KEY, closed TEXT NOT NULL, detail TEXT NOT NULL);
 """
@@ -372,6 +380,14 @@ class TerminalStore:
         with self._tx():
             self._db.execute("DELETE FROM owed WHERE id = ?", (owed_id,))
 
+    def rejected(self, owed_id: int, answer_mti: str, code: str | None) -> None:
+        """The host refused it for good: out of the queue, into ``rejected`` (kept), at once."""
+        with self._tx():
+            self._db.execute("INSERT INTO rejected(attempt, kind, message, answer_mti, code, at) "
+                             "SELECT attempt, kind, message, ?, ?, ? FROM owed WHERE id = ?",
+                             (answer_mti, code, _now(), owed_id))
+            self._db.execute("DELETE FROM owed WHERE id = ?", (owed_id,))
+
     # Settlement -------------------------------------------------------------------------------
 
     def totals(self) -> list[Totals]:
@@ -403,7 +419,9 @@ class TerminalStore:
         owed = dict(self._db.execute("SELECT kind, COUNT(*) FROM owed GROUP BY kind").fetchall())
         states = dict(self._db.execute("SELECT state, COUNT(*) FROM attempts GROUP BY state").fetchall())
         error = self._db.execute("SELECT last_error FROM owed WHERE last_error IS NOT NULL ORDER BY id LIMIT 1").fetchone()
+        rejected = self._db.execute("SELECT COUNT(*) FROM rejected").fetchone()[0]
         return {
+            "rejected_by_host": int(rejected),
             "owed_advices": int(owed.get("advice", 0)),
             "owed_reversals": int(owed.get("reversal", 0)),
             "owed_last_error": error[0] if error else None,
