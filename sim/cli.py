@@ -31,6 +31,7 @@ def _register() -> None:
     from .demo import demo_command
     from .emv.cards_cli import cards_command
     from .terminal.cli import terminal_command
+    from .des.cli import simulate_command
     from .live.cli import admin_command, host_command, proxy_command
 
     app.add_typer(pcap_app, name="pcap")
@@ -38,6 +39,7 @@ def _register() -> None:
     app.command("demo")(demo_command)
     app.command("cards")(cards_command)
     app.command("terminal")(terminal_command)
+    app.command("simulate")(simulate_command)
     app.command("host")(host_command)
     app.command("proxy")(proxy_command)
     app.command("admin")(admin_command)

@@ -69,3 +69,35 @@ def host(
         console.print(f"host / echo = {result.ratio:.3f} (goal >= {GOAL_RATIO}) {mark}")
     if check and not result.ok:
         raise typer.Exit(1)
+
+
+@bench_app.command("sim")
+def sim(
+    hours: float = typer.Option(3.0, min=0.1, max=48.0, help="Simulated trading hours of the default estate."),
+    scale: float = typer.Option(1.0, min=0.01, max=100.0, help="Multiply the default estate's terminal counts."),
+    as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+    check: bool = typer.Option(False, help="Exit 1 when the simulated rate misses the goal."),
+) -> None:
+    """Simulated end-to-end transactions per CPU-second at full fidelity, beside bare SimPy events per second."""
+    from ..des.bench import GOAL_TPS, run as run_sim
+
+    result = run_sim(hours, scale)
+    if as_json:
+        console.print_json(json.dumps(result.as_dict()))
+    else:
+        table = Table(title=f"possim bench sim ({result.terminals} terminals, {hours:g} h simulated, CPU time)")
+        table.add_column("path")
+        table.add_column("per CPU-second", justify="right")
+        table.add_row("simulated transactions (kernel + card + host + SimPy world)", f"{result.simulated_tps:,.0f}")
+        table.add_row("in-process transactions (kernel + card + host, no simulation)", f"{result.in_process_tps:,.0f}")
+        table.add_row("bare SimPy events (env.timeout loop)", f"{result.simpy_events_per_s:,.0f}")
+        console.print(table)
+        console.print(f"{result.transactions:,} transactions in {result.cpu_s:.2f} CPU-s; "
+                      f"simulated / bare SimPy event = {result.ratio:.5f} "
+                      f"(one transaction costs {1 / result.ratio:,.0f} bare events)")
+        console.print(f"simulation overhead over the decision code: {100 * result.overhead:.0f}%; "
+                      f"10,000 terminals x 200 transactions would take {result.day_of_2m_s / 60:,.1f} CPU-minutes")
+        mark = "[green]ok[/green]" if result.simulated_tps >= GOAL_TPS else "[red]below goal[/red]"
+        console.print(f"goal >= {GOAL_TPS:,} simulated transactions/s: {result.simulated_tps:,.0f} {mark}")
+    if check and result.simulated_tps < GOAL_TPS:
+        raise typer.Exit(1)

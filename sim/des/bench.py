@@ -1,0 +1,126 @@
+"""``possim bench sim``: simulated transactions per CPU-second at full fidelity, against bare SimPy.
+
+Three rates, measured in the same process, one after the other, on CPU time
+(``time.process_time``, so a busy neighbour on a shared core does not count):
+
+* **simulated**: the default scenario's estate run for ``hours`` of simulated trading,
+  every transaction decided by the real kernel, card and host, with links, host queue,
+  store-and-forward and settlement: completed transactions per CPU-second;
+* **bare SimPy**: one process yielding ``env.timeout`` in a loop: events per CPU-second,
+  the most a SimPy model on this interpreter and machine can do;
+* **in-process**: the same kind of transactions through
+  :func:`sim.emv.kernel.run_transaction` with no simulation around them, the ceiling
+  the decision code itself sets.
+
+The headline ratio is simulated transactions per bare SimPy event: how many
+scheduler events' worth of time one full-fidelity transaction costs.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import simpy
+
+__all__ = ["GOAL_TPS", "SimBench", "bare_simpy_rate", "in_process_rate", "run"]
+
+GOAL_TPS = 20_000
+"""The goal of the issue: simulated transactions per second on one core."""
+
+
+@dataclass(frozen=True)
+class SimBench:
+    """The figures of one benchmark run."""
+
+    transactions: int
+    cpu_s: float
+    simulated_tps: float
+    simpy_events_per_s: float
+    in_process_tps: float
+    terminals: int
+    hours: float
+
+    @property
+    def ratio(self) -> float:
+        """Simulated transactions per bare SimPy event (same run)."""
+        return self.simulated_tps / self.simpy_events_per_s
+
+    @property
+    def overhead(self) -> float:
+        """Share of a simulated transaction's cost that is not the decision code (kernel, card, host)."""
+        return 1.0 - self.simulated_tps / self.in_process_tps
+
+    @property
+    def day_of_2m_s(self) -> float:
+        """CPU seconds for the issue's reference day: 10,000 terminals x 200 transactions."""
+        return 2_000_000 / self.simulated_tps
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "transactions": self.transactions, "terminals": self.terminals, "hours": self.hours,
+            "cpu_s": round(self.cpu_s, 3), "simulated_tps": round(self.simulated_tps, 1),
+            "simpy_events_per_s": round(self.simpy_events_per_s, 1), "in_process_tps": round(self.in_process_tps, 1),
+            "ratio_to_simpy_event": round(self.ratio, 6), "overhead_share": round(self.overhead, 3),
+            "goal_tps": GOAL_TPS, "reference_day_cpu_s": round(self.day_of_2m_s, 1),
+        }
+
+
+def bare_simpy_rate(events: int = 300_000) -> float:
+    """Events per CPU-second of a bare SimPy loop (one process, ``env.timeout(1)``)."""
+    env = simpy.Environment()
+
+    def loop(env: simpy.Environment) -> Any:
+        for _ in range(events):
+            yield env.timeout(1)
+
+    env.process(loop(env))
+    start = time.process_time()
+    env.run()
+    return events / max(time.process_time() - start, 1e-9)
+
+
+def in_process_rate(count: int = 600, seed: int = 1) -> float:
+    """Transactions per CPU-second through kernel, card and host with no simulation around them."""
+    from ..core.host import Host
+    from ..emv.kernel import TerminalConfig, Transaction, run_transaction
+    from .population import Population
+    from .scenario import load_scenario
+
+    rng = random.Random(seed)
+    population = Population(load_scenario("default").cards, random.Random(seed))
+    host = Host({"settlement": {"capture_authorizations": False}}, cards=population.cards)
+    config = TerminalConfig.from_profile("countertop-ethernet", terminal_id="BENCH001")
+    holders = [population.draw(rng) for _ in range(count)]
+    for holder in holders:  # personalise outside the timed loop, as a long run amortises it
+        if holder.card.card.emv is not None:
+            holder.card.image  # noqa: B018
+    when, stan = datetime(2026, 11, 27, 9, 0), 1
+    start = time.process_time()
+    for holder in holders:
+        txn = Transaction(config, amount=rng.randint(300, 12000), currency=holder.card.card.currency_info, when=when,
+                          unpredictable_number=rng.randbytes(4), stan=stan, rng=rng)
+        result = run_transaction(txn, holder.card, host, present=["magstripe"] if holder.swipe_first else ())
+        stan = result.stans[-1] % 999_999 + 1 if result.stans else stan
+        when += timedelta(seconds=30)
+    return count / max(time.process_time() - start, 1e-9)
+
+
+def run(hours: float = 3.0, scale: float = 1.0, seed: int = 1) -> SimBench:
+    """Measure the three rates (see the module docstring)."""
+    from .scenario import load_scenario
+    from .world import World
+
+    scenario = load_scenario("default").model_copy(update={"duration_h": hours, "drain_h": 0.5})
+    events = bare_simpy_rate()
+    world = World(scenario, seed, estate_scale=scale)
+    start = time.process_time()
+    world.run()
+    cpu = time.process_time() - start
+    tps = world.metrics.transactions / max(cpu, 1e-9)
+    ceiling = in_process_rate()
+    return SimBench(world.metrics.transactions, cpu, tps, max(events, bare_simpy_rate()), ceiling,
+                    len(world.terminals), hours)
