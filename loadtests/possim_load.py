@@ -32,8 +32,9 @@ Options (``locust ... --in-flight 4``; sent to workers in distributed runs)
 ``--framing`` (be2) · ``--dialect`` (default; a name or a spec file) ·
 ``--echo-server`` (the target echoes frames back: an answer is the request itself) ·
 ``--arrival-rate`` requests/s (open model) · ``--max-in-flight`` per connection in
-the open model (256; more is a failure, not a queue) · ``--codes-out FILE`` (JSON
-counts of kind / expected / answered DE39, written at the end by the master) ·
+the open model (256; more is a failure, not a queue) · ``--summary-out FILE`` (JSON:
+final statistics per kind, errors, and counts of kind / expected / answered DE39,
+written at the end by the master or the single process) ·
 shape options (see ``shapes.py``).
 """
 
@@ -98,7 +99,7 @@ def _options(parser: Any) -> None:
     group.add_argument("--echo-server", action="store_true", default=False, help="target echoes frames back")
     group.add_argument("--arrival-rate", type=float, default=100.0, help="open model: requests/s in total")
     group.add_argument("--max-in-flight", type=int, default=256, help="open model: requests in flight per connection")
-    group.add_argument("--codes-out", default="", help="write DE39 counts (JSON) here at the end")
+    group.add_argument("--summary-out", default="", help="write the final figures and DE39 counts (JSON) here")
     group.add_argument("--shape-users", type=int, default=20, help="peak users of the load shape")
     group.add_argument("--shape-duration", type=float, default=60.0, help="seconds the load shape lasts")
 
@@ -374,7 +375,7 @@ class ArrivalUser(Iso8583User):
 
 
 # DE39 counts: counted from the same events as Locust's statistics; workers report theirs
-# to the master with their statistics, and the master writes --codes-out at the end.
+# to the master with their statistics, and the master writes --summary-out at the end.
 
 
 @events.request.add_listener
@@ -396,10 +397,35 @@ def _merge(client_id: str, data: dict) -> None:
     CODES.update(data.get("possim_codes", {}))
 
 
-@events.quitting.add_listener
-def _write_codes(environment: Any, **_: Any) -> None:
-    path = getattr(environment.parsed_options, "codes_out", "") if environment.parsed_options else ""
+_ENV: list[Any] = []
+
+
+@events.init.add_listener
+def _keep_environment(environment: Any, **_: Any) -> None:
+    _ENV[:] = [environment]
+
+
+def _row(entry: Any, kind: str, name: str) -> dict[str, Any]:
+    return {
+        "type": kind, "name": name, "requests": entry.num_requests, "failures": entry.num_failures,
+        "rps": entry.total_rps, "mean_ms": entry.avg_response_time, "max_ms": entry.max_response_time,
+        "p50_ms": entry.get_response_time_percentile(0.5), "p95_ms": entry.get_response_time_percentile(0.95),
+        "p99_ms": entry.get_response_time_percentile(0.99),
+    }
+
+
+@events.quit.add_listener
+def _write_summary(exit_code: int, **_: Any) -> None:
+    """The final figures (Locust's CSV is rewritten once a second and may miss the last one)."""
+    if not _ENV:
+        return
+    environment = _ENV[0]
+    path = getattr(environment.parsed_options, "summary_out", "") if environment.parsed_options else ""
     if not path or type(environment.runner).__name__ == "WorkerRunner":
         return
+    stats = environment.runner.stats
+    rows = [_row(e, e.method or "", e.name) for e in sorted(stats.entries.values(), key=lambda e: (e.name, e.method or ""))]
+    rows.append(_row(stats.total, "", "Aggregated"))
+    errors = [{"type": e.method, "name": e.name, "error": str(e.error), "occurrences": e.occurrences} for e in stats.errors.values()]
     with open(path, "w", encoding="utf-8") as out:
-        json.dump(dict(sorted(CODES.items())), out, indent=1)
+        json.dump({"stats": rows, "codes": dict(sorted(CODES.items())), "errors": errors}, out, indent=1)

@@ -143,8 +143,10 @@ def load_command(
     console.print(summary_table(result))
     console.print(codes_table(result))
     total = result.total
-    files = [f"{plan.csv_prefix}_stats.csv", str(plan.codes_path)] + ([str(plan.html_path)] if plan.html else [])
+    files = [f"{plan.csv_prefix}_stats.csv", str(plan.summary_path)] + ([str(plan.html_path)] if plan.html else [])
     console.print("written: " + ", ".join(files))
     if total is not None and total.failures:
         console.print(f"[red]{total.failures:,} of {total.requests:,} requests failed[/red]")
+        for error in result.errors[:10]:
+            console.print(f"  {error['type']} {error['name']}: {error['error']} x{error['occurrences']:,}", markup=False)
         raise typer.Exit(1)

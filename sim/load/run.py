@@ -103,8 +103,9 @@ class LoadPlan:
         return self.out / self.shape
 
     @property
-    def codes_path(self) -> Path:
-        return self.out / f"{self.shape}_codes.json"
+    def summary_path(self) -> Path:
+        """Final statistics, errors and DE39 counts (JSON), written by the load kit at the end."""
+        return self.out / f"{self.shape}_summary.json"
 
     @property
     def html_path(self) -> Path:
@@ -115,7 +116,7 @@ class LoadPlan:
         argv = [
             python, "-m", "locust", "-f", str(loadtests_dir() / SHAPES[self.shape]),
             "--headless", "--only-summary", "--host", f"{self.target[0]}:{self.target[1]}",
-            "--csv", str(self.csv_prefix), "--codes-out", str(self.codes_path),
+            "--csv", str(self.csv_prefix), "--summary-out", str(self.summary_path),
             "--shape-users", str(self.users), "--shape-duration", f"{self.duration:g}",
             "--arrival-rate", f"{self.rate:g}", "--in-flight", str(self.in_flight),
             "--traffic-seed", str(self.seed), "--traffic-pool", str(self.pool),
@@ -139,7 +140,7 @@ class LoadPlan:
 
 @dataclass(frozen=True)
 class StatRow:
-    """One line of Locust's ``*_stats.csv``."""
+    """One line of Locust's statistics (``*_stats.csv``, or the final summary)."""
 
     type: str
     name: str
@@ -161,6 +162,7 @@ class LoadResult:
     returncode: int
     stats: list[StatRow]
     codes: dict[tuple[str, str, str], int]
+    errors: list[dict]
     output: str
     elapsed: float
 
@@ -198,18 +200,25 @@ def read_stats(path: Path) -> list[StatRow]:
     return rows
 
 
-def read_codes(path: Path) -> dict[tuple[str, str, str], int]:
-    """The users' DE39 counts: (kind, expected, answered) -> n (``-``: no answer)."""
+def read_summary(path: Path) -> tuple[list[StatRow], dict[tuple[str, str, str], int], list[dict]]:
+    """The final statistics, the DE39 counts ((kind, expected, answered) -> n; ``-``: no
+    answer) and the errors a run wrote to ``--summary-out`` (all empty when missing)."""
     if not path.exists():
-        return {}
+        return [], {}, []
     raw = json.loads(path.read_text(encoding="utf-8"))
-    return {tuple(key.split("|")): int(n) for key, n in raw.items()}  # type: ignore[misc]
+    rows = [
+        StatRow(type=r["type"], name=r["name"], requests=r["requests"], failures=r["failures"], median_ms=r["p50_ms"],
+                mean_ms=r["mean_ms"], max_ms=r["max_ms"], rps=r["rps"], p95_ms=r["p95_ms"], p99_ms=r["p99_ms"])
+        for r in raw.get("stats", [])
+    ]
+    codes = {tuple(key.split("|")): int(n) for key, n in raw.get("codes", {}).items()}
+    return rows, codes, list(raw.get("errors", []))  # type: ignore[return-value]
 
 
 def run(plan: LoadPlan, *, grace: float = 60.0, echo: Callable[[str], None] | None = None) -> LoadResult:
     """Run ``plan`` headless and wait for it (killed after duration + ``grace`` seconds)."""
     plan.out.mkdir(parents=True, exist_ok=True)
-    for stale in (plan.codes_path, Path(f"{plan.csv_prefix}_stats.csv")):
+    for stale in (plan.summary_path, Path(f"{plan.csv_prefix}_stats.csv")):
         stale.unlink(missing_ok=True)
     argv = plan.argv()
     start = time.monotonic()
@@ -241,7 +250,5 @@ def run(plan: LoadPlan, *, grace: float = 60.0, echo: Callable[[str], None] | No
                 pass
             proc.wait()
             lines.append(f"possim load: locust did not finish within {plan.duration + grace:g} s; killed\n")
-    return LoadResult(
-        plan, proc.returncode if code is None else code, read_stats(Path(f"{plan.csv_prefix}_stats.csv")),
-        read_codes(plan.codes_path), "".join(lines), time.monotonic() - start,
-    )
+    stats, codes, errors = read_summary(plan.summary_path)
+    return LoadResult(plan, proc.returncode if code is None else code, stats, codes, errors, "".join(lines), time.monotonic() - start)

@@ -1,0 +1,153 @@
+"""The Locust load kit against a real ``possim host`` process on loopback.
+
+Locust runs as a subprocess (gevent's monkey patching never enters this process);
+the host is started by the test and stopped by its PID. Runs are a few seconds each.
+"""
+
+from __future__ import annotations
+
+import csv
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from sim.cli import app, _register
+from sim.live.traffic import DEFAULT_CARD_MIX, CardRole
+from sim.load.cli import start_load_host
+from sim.load.run import LoadPlan, read_stats, run
+
+SALES = ("chip sale", "contactless", "swipe sale")
+DECLINE_OF = {"insufficient-funds": "51", "low-limits": "61", "expired": "54", "lost": "41", "stolen": "43", "blocked": "57"}
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory):
+    server = start_load_host(tmp_path_factory.mktemp("load-host"))
+    yield server
+    server.stop()  # by PID
+    assert not server.alive
+
+
+def _plan(host, tmp_path: Path, **kw) -> LoadPlan:
+    base = dict(shape="mix", target=("127.0.0.1", host.port), out=tmp_path, users=3, duration=4.0, in_flight=2, html=False)
+    base.update(kw)
+    return LoadPlan(**base)
+
+
+def _check_clean(result) -> None:
+    assert result.returncode == 0, result.output[-3000:]
+    total = result.total
+    assert total is not None and total.failures == 0, result.output[-3000:]
+    assert result.unexpected == {}
+    assert sum(result.codes.values()) == total.requests
+
+
+def test_headless_run_answers_every_request_as_the_card_mix_says(host, tmp_path: Path) -> None:
+    plan = _plan(host, tmp_path, duration=5.0, pool=0, html=True)  # pool 0: a fresh ARQC for every chip request
+    result = run(plan)
+    _check_clean(result)
+    total = result.total
+    assert total.requests > 300
+    assert {row.name for row in result.stats} >= {"chip sale", "contactless", "refund", "echo", "advice", "Aggregated"}
+    assert {row.type for row in result.stats if row.name == "reversal"} <= {"0400"}
+    assert plan.html_path.stat().st_size > 10_000 and Path(f"{plan.csv_prefix}_failures.csv").exists()
+    # Declines at the rates of the card mix: each declining card's share of the sales.
+    sales = {k: n for k, n in result.codes.items() if k[0] in SALES}
+    n_sales = sum(sales.values())
+    weights = sum(w for w, _ in DEFAULT_CARD_MIX.values())
+    for label, code in DECLINE_OF.items():
+        seen = sum(n for (kind, expected, answered), n in sales.items() if answered == code)
+        share = DEFAULT_CARD_MIX[label][0] / weights
+        assert abs(seen / n_sales - share) < 0.035, (label, code, seen, n_sales, share)
+    approve = sum(w for w, role in DEFAULT_CARD_MIX.values() if role is CardRole.APPROVE) / weights
+    approved = sum(n for k, n in sales.items() if k[2] == "00") / n_sales
+    assert abs(approved - approve) < 0.05
+
+
+def test_distributed_run_with_two_worker_processes(host, tmp_path: Path) -> None:
+    result = run(_plan(host, tmp_path, users=4, processes=2))
+    _check_clean(result)
+    assert result.total.requests > 200
+    assert "2 workers connected" in result.output or "(index 1)" in result.output, result.output[-3000:]
+
+
+def _users_over_time(prefix: Path) -> list[int]:
+    with open(f"{prefix}_stats_history.csv", newline="") as f:
+        users = [int(r["User Count"]) for r in csv.DictReader(f) if r["Name"] == "Aggregated"]
+    return [n for n in users if n] if any(users) else users  # before the first spawn: 0
+
+
+@pytest.mark.parametrize("shape,expect", [
+    ("step", lambda users: users[0] <= 2 and max(users) == 5 and users == sorted(users)),
+    ("spike", lambda users: users[0] == 1 and max(users) == 5 and users[-1] == 1 and users.count(5) <= 3),
+])
+def test_shapes_follow_their_tables(host, tmp_path: Path, shape, expect) -> None:
+    result = run(_plan(host, tmp_path, shape=shape, users=5, duration=6.0))
+    _check_clean(result)
+    users = _users_over_time(result.plan.csv_prefix)
+    assert users and expect(users), users
+
+
+def test_open_model_sends_at_the_arrival_rate(host, tmp_path: Path) -> None:
+    result = run(_plan(host, tmp_path, shape="arrival", users=4, rate=150.0, duration=4.0))
+    _check_clean(result)
+    # 150/s for about 4 s, whatever the answers do (the first ones wait for the users to start).
+    assert 350 <= result.total.requests <= 650, result.total
+
+
+def test_connection_refused_and_timeouts_are_failures_and_the_run_stops_on_time(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed_port = s.getsockname()[1]  # nothing listens here once closed
+    refused = run(LoadPlan(shape="mix", target=("127.0.0.1", closed_port), out=tmp_path / "a", users=2, duration=2.0, html=False))
+    assert refused.total is not None and refused.total.requests > 0
+    assert refused.total.failures == refused.total.requests
+    assert all(answered == "-" for (_, _, answered) in refused.codes)
+    assert refused.elapsed < 20
+
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts, reads, never answers
+    conns: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = silent.accept()
+            except OSError:
+                return
+            conns.append(conn)
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        plan = LoadPlan(shape="mix", target=silent.getsockname(), out=tmp_path / "b", users=2, duration=3.0, timeout=0.5,
+                        in_flight=2, html=False)
+        timed_out = run(plan)
+    finally:
+        silent.close()
+        for conn in conns:
+            conn.close()
+    assert timed_out.returncode == 0, timed_out.output[-2000:]
+    assert timed_out.total.requests >= 4 and timed_out.total.failures == timed_out.total.requests
+    failures = Path(f"{plan.csv_prefix}_failures.csv").read_text()
+    assert "no answer within 0.5 s" in failures
+    assert timed_out.elapsed < 20
+
+
+def test_possim_load_cli_errors_and_summary(host, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    _register()
+    runner = CliRunner()
+    bad = runner.invoke(app, ["load", "tsunami"])
+    assert bad.exit_code == 2 and "allowed: step, spike, soak, arrival, mix" in bad.output
+    bad = runner.invoke(app, ["load", "mix", "--target", "localhost"])
+    assert bad.exit_code == 2 and "HOST:PORT" in bad.output
+    bad = runner.invoke(app, ["load", "mix", "--framing", "be3"])
+    assert bad.exit_code == 2 and "--framing" in bad.output
+    ok = runner.invoke(app, ["load", "mix", "--target", f"127.0.0.1:{host.port}", "--users", "2", "--duration", "2",
+                             "--out", str(tmp_path)])
+    assert ok.exit_code == 0, ok.output
+    assert "Aggregated" in ok.output and "DE39 answered vs expected" in ok.output
+    rows = read_stats(tmp_path / "mix_stats.csv")
+    assert rows and rows[-1].failures == 0
