@@ -178,11 +178,16 @@ class _Model(BaseModel):
 
 
 class Readers(_Model):
-    """Card readers fitted. A reader listed here can still be broken by a DEV scenario."""
+    """Card readers fitted. A reader listed here can still be broken by a DEV scenario.
+
+    ``qr`` is a camera or scanner that reads the QR code a wallet app shows
+    (EMVCo consumer-presented mode): QR wallet payments are online only (OFF-09).
+    """
 
     contact: StrictBool
     contactless: StrictBool
     magstripe: StrictBool
+    qr: StrictBool = False
 
 
 class PinPad(_Model):

@@ -35,9 +35,10 @@ from .events import (
     PowerOn,
     Presented,
     ReadStripe,
+    ScanQr,
 )
 from .result import Outcome, TransactionResult
-from .transaction import TRANSACTION_TYPES, KernelUsageError, Transaction
+from .transaction import PAYMENT_METHODS, TRANSACTION_TYPES, KernelUsageError, Transaction
 
 __all__ = [
     "ActionCodes",
@@ -61,6 +62,7 @@ __all__ = [
     "Outcome",
     "PIN_BYPASS",
     "PIN_PAD_FAILURE",
+    "PAYMENT_METHODS",
     "PanLog",
     "PinBypassed",
     "PinEntered",
@@ -69,6 +71,7 @@ __all__ = [
     "Presented",
     "RandomSelectionParams",
     "ReadStripe",
+    "ScanQr",
     "TRANSACTION_TYPES",
     "TerminalConfig",
     "Transaction",

@@ -15,6 +15,8 @@ Examples
 >>> config = TerminalConfig.from_profile("countertop-ethernet")
 >>> config.floor_limit("978"), config.online_capable, config.offline_capable
 (5000, True, True)
+>>> config.receipt, TerminalConfig.from_profile("mobile-3g", paper_left=0).receipt
+('printed', 'not printed: out of paper')
 >>> log = PanLog().record("4761739001010010", "978", 1200)
 >>> log.latest("4761739001010010", "978"), log.latest("4761739001010028", "978")
 (1200, 0)
@@ -32,7 +34,22 @@ from ...profiles import HardwareProfile, load_profile
 from ..oda import CaPublicKey, test_ca_public_keys
 from .events import Interface
 
-__all__ = ["Application", "ExceptionFile", "PanLog", "RandomSelectionParams", "TerminalConfig", "pan_digest"]
+__all__ = [
+    "Application",
+    "ExceptionFile",
+    "PanLog",
+    "RECEIPT_NO_PRINTER",
+    "RECEIPT_OUT_OF_PAPER",
+    "RECEIPT_PRINTED",
+    "RandomSelectionParams",
+    "TerminalConfig",
+    "pan_digest",
+]
+
+RECEIPT_PRINTED = "printed"
+RECEIPT_OUT_OF_PAPER = "not printed: out of paper"
+RECEIPT_NO_PRINTER = "not printed: no printer"
+"""A transaction's receipt status (:attr:`TerminalConfig.receipt`, ``TransactionResult.receipt``)."""
 
 
 def pan_digest(pan: str) -> str:
@@ -144,7 +161,8 @@ class TerminalConfig:
     capabilities, additional_capabilities : bytes
         9F33 (3 bytes) and 9F40 (5 bytes).
     readers : frozenset of str
-        Interfaces fitted: ``contact``, ``contactless``, ``magstripe``.
+        Interfaces fitted: ``contact``, ``contactless``, ``magstripe``, and ``qr``
+        (a scanner for wallet QR codes).
     floor_limits : mapping
         Numeric currency -> floor limit in minor units (absent: 0, everything online).
     tac_denial, tac_online, tac_default : bytes
@@ -152,6 +170,13 @@ class TerminalConfig:
     offline_store_free : int or None
         Free places in the offline store: 0 forbids offline approvals (OFF-07);
         ``None`` means not limited.
+    printer : bool
+        A receipt printer is fitted.
+    paper_left : int or None
+        Receipts the paper roll still prints: 0 is out of paper (DEV-02), ``None``
+        not counted. Like ``offline_store_free`` it is device state the driver keeps
+        and passes in; the transaction goes on without paper, its receipt marked
+        not printed.
     """
 
     terminal_id: str = "TERM0001"
@@ -182,6 +207,8 @@ class TerminalConfig:
     exception_file: ExceptionFile = field(default_factory=ExceptionFile)
     pan_log: PanLog = field(default_factory=PanLog)
     offline_store_free: int | None = None
+    printer: bool = True
+    paper_left: int | None = None
     profile_name: str = ""
 
     @classmethod
@@ -194,10 +221,11 @@ class TerminalConfig:
         exception_file: ExceptionFile | Iterable[str] = (),
         pan_log: PanLog | None = None,
         offline_store_free: int | None = None,
+        paper_left: int | None = None,
     ) -> "TerminalConfig":
         """The kernel configuration of a hardware profile (a loaded one, a name or a path)."""
         prof = profile if isinstance(profile, HardwareProfile) else load_profile(profile)
-        readers = {name for name in ("contact", "contactless", "magstripe") if getattr(prof.readers, name)}
+        readers = {name for name in ("contact", "contactless", "magstripe", "qr") if getattr(prof.readers, name)}
         apps = tuple(
             Application(
                 bytes.fromhex(app.aid), app.label, app.partial_selection, bytes.fromhex(app.version),
@@ -234,6 +262,8 @@ class TerminalConfig:
             exception_file=files,
             pan_log=pan_log if pan_log is not None else PanLog(),
             offline_store_free=offline_store_free,
+            printer=prof.printer.present,
+            paper_left=paper_left,
             profile_name=prof.name,
         )
 
@@ -258,6 +288,15 @@ class TerminalConfig:
     def online_only(self) -> bool:
         """Every approval must come from the host (second digit 1 or 4, or a full offline store)."""
         return self.online_capable and not self.offline_capable
+
+    @property
+    def receipt(self) -> str:
+        """What becomes of this terminal's receipt: ``printed``, or ``not printed:`` and why (DEV-02)."""
+        if not self.printer:
+            return RECEIPT_NO_PRINTER
+        if self.paper_left is not None and self.paper_left <= 0:
+            return RECEIPT_OUT_OF_PAPER
+        return RECEIPT_PRINTED
 
     def floor_limit(self, currency: str, interface: str = "contact") -> int:
         """Floor limit for ``currency`` (numeric) on ``interface``; 0 when not configured."""

@@ -40,6 +40,7 @@ from .events import (
     PowerOn,
     Presented,
     ReadStripe,
+    ScanQr,
 )
 from .result import TransactionResult
 from .transaction import Transaction
@@ -67,6 +68,7 @@ def run_transaction(
     pins: Iterable[str | None] = (),
     choose: int = 0,
     keyed: tuple[str, str] | None = None,
+    qr: str | None = None,
     hook: Callable[[Event, Any], None] | None = None,
     trace: list | None = None,
 ) -> TransactionResult:
@@ -90,6 +92,9 @@ def run_transaction(
         Index chosen when the cardholder is asked to pick an application.
     keyed : (pan, expiry), optional
         What is keyed on manual entry (default: the card's PAN and expiry).
+    qr : str, optional
+        The QR code text scanned for a QR wallet payment (default: the card's
+        ``qr_code()``, the wallet holding that card).
     hook : callable, optional
         Called as ``hook(event, card)`` before each event is acted on: tests pull the
         card out (``card.remove()``) or break things at a chosen moment.
@@ -103,7 +108,7 @@ def run_transaction(
     while not isinstance(event, Done):
         if hook is not None:
             hook(event, card)
-        answer = _answer(event, card, call, presentations, typed, choose, keyed)
+        answer = _answer(event, card, call, presentations, typed, choose, keyed, qr)
         if trace is not None:
             trace.append((event, answer))
         event = txn.send(answer)
@@ -120,6 +125,7 @@ def _answer(
     typed: Any,
     choose: int,
     keyed: tuple[str, str] | None,
+    qr: str | None = None,
 ) -> object:
     if isinstance(event, NeedCard):
         if card is None and "manual" not in event.accept:
@@ -141,6 +147,11 @@ def _answer(
             return card.swipe()
         except CardError as exc:
             return exc
+    if isinstance(event, ScanQr):
+        if qr is not None:
+            return qr
+        shown = getattr(card, "qr_code", None)
+        return shown() if shown is not None else Cancelled("no QR code shown")
     if isinstance(event, NeedManualEntry):
         if keyed is not None:
             return ManualEntry(*keyed)

@@ -11,6 +11,7 @@ modes possim uses:
 80     magnetic stripe after the chip could not be read (technical fallback, FB-01)
 01     keyed
 79     keyed after the chip and the stripe could not be read (FB-02)
+03     bar code: a wallet's consumer-presented QR code (OFF-09)
 =====  ==========================================================================
 
 The service code (track 2, three digits) says, in its first digit, whether the
@@ -35,7 +36,7 @@ from ...iso8583.pretty import mask_pan
 
 __all__ = ["Track2", "TrackError", "entry_mode", "parse_track2", "track2_from_tag57"]
 
-_PAN_MODES = {"contact": "05", "contactless": "07", "magstripe": "90", "manual": "01"}
+_PAN_MODES = {"contact": "05", "contactless": "07", "magstripe": "90", "manual": "01", "qr": "03"}
 _FALLBACK_MODES = {"magstripe": "80", "manual": "79"}
 
 

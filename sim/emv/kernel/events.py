@@ -16,6 +16,7 @@ event                      answer
 :class:`ReadStripe`        track 2 (``str``, PAN ``D``/``=`` YYMM service code ...), or
                            a ``CardError`` (``MagstripeError``: unreadable)
 :class:`NeedManualEntry`   :class:`ManualEntry` (PAN and YYMM keyed), or :class:`Cancelled`
+:class:`ScanQr`            the QR code text the scanner read (``str``) or :class:`Cancelled`
 :class:`NeedSelection`     the index of the application chosen (``int``) or :class:`Cancelled`
 :class:`NeedPin`           :class:`PinEntered`, :class:`PinBypassed` or :class:`PinPadFailure`
 :class:`NeedOnline`        the host's response :class:`~sim.iso8583.message.Message`, or
@@ -63,10 +64,11 @@ __all__ = [
     "PowerOn",
     "Presented",
     "ReadStripe",
+    "ScanQr",
 ]
 
-Interface = Literal["contact", "contactless", "magstripe", "manual"]
-"""How a card reaches the terminal."""
+Interface = Literal["contact", "contactless", "magstripe", "manual", "qr"]
+"""How a card reaches the terminal (``qr``: a wallet's consumer-presented QR code, asked by :class:`ScanQr`)."""
 
 INTERFACES: tuple[str, ...] = ("contact", "contactless", "magstripe", "manual")
 
@@ -110,6 +112,13 @@ class NeedApdu:
 @dataclass(frozen=True, slots=True)
 class ReadStripe:
     """Read the magnetic stripe just swiped; return track 2."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScanQr:
+    """Scan the QR code the cardholder's wallet shows (a QR wallet payment, OFF-09); return its text."""
+
+    prompt: str = "scan the wallet's QR code"
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +169,9 @@ class Done:
     result: "TransactionResult"
 
 
-Event = NeedCard | PowerOn | NeedApdu | ReadStripe | NeedManualEntry | NeedSelection | NeedPin | NeedOnline | Done
+Event = (
+    NeedCard | PowerOn | NeedApdu | ReadStripe | ScanQr | NeedManualEntry | NeedSelection | NeedPin | NeedOnline | Done
+)
 """Anything :meth:`Transaction.next_event` returns."""
 
 
@@ -229,6 +240,7 @@ ANSWERS: dict[type, tuple[type, ...]] = {
     PowerOn: (bytes, bytearray, CardError),
     NeedApdu: (bytes, bytearray, CardError),
     ReadStripe: (str, CardError),
+    ScanQr: (str, Cancelled),
     NeedManualEntry: (ManualEntry, Cancelled),
     NeedSelection: (int, Cancelled),
     NeedPin: (PinEntered, PinBypassed, PinPadFailure),

@@ -81,6 +81,10 @@ class TransactionResult:
     log_key : str
         Digest of the PAN for the same-PAN log (:meth:`PanLog.record_digest`); the
         PAN itself is not kept.
+    receipt : str
+        ``"printed"``, or ``"not printed: out of paper"`` / ``"not printed: no
+        printer"`` (DEV-02): the outcome never waits on the printer, the record
+        says the cardholder got no slip.
     """
 
     outcome: Outcome
@@ -108,6 +112,7 @@ class TransactionResult:
     signature_required: bool = False
     stans: tuple[int, ...] = ()
     log_key: str = ""
+    receipt: str = "printed"
 
     @property
     def approved(self) -> bool:
@@ -123,6 +128,11 @@ class TransactionResult:
     def terminated(self) -> bool:
         """True when the transaction ended without a decision."""
         return self.outcome is Outcome.TERMINATED
+
+    @property
+    def receipt_printed(self) -> bool:
+        """True when the receipt came out of the printer."""
+        return self.receipt == "printed"
 
     @property
     def pending_mtis(self) -> tuple[str, ...]:

@@ -58,6 +58,7 @@ from .. import cvm as cvm_rules
 from .. import dol
 from ..apdu import ApduError, build as build_apdu, parse as parse_apdu
 from ..errors import CardError, CardRemovedError
+from ..qr import QrError, parse_wallet_qr
 from ..tvr import Tsi, Tvr
 from . import action, authentication, commands, entry, restrictions, risk, verification
 from .commands import CryptogramType, GenerateAcAnswer, Response, parse_generate_ac
@@ -80,6 +81,7 @@ from .events import (
     PowerOn,
     Presented,
     ReadStripe,
+    ScanQr,
     check_answer,
 )
 from .issuer_auth import cvr_says_issuer_authentication_failed
@@ -97,10 +99,13 @@ from .records import AflEntry, CardDataError, merge_record, missing_mandatory, p
 from .result import Outcome, TransactionResult
 from .selection import Candidate, CardBlocked, SelectionError, build_candidates, order_candidates, parse_fci
 
-__all__ = ["KernelUsageError", "Transaction", "TRANSACTION_TYPES"]
+__all__ = ["KernelUsageError", "PAYMENT_METHODS", "Transaction", "TRANSACTION_TYPES"]
 
 TRANSACTION_TYPES = {"00": "purchase", "01": "cash", "09": "purchase with cashback", "20": "refund"}
 """Transaction types (9C) the kernel accepts."""
+
+PAYMENT_METHODS = {"card": "a card: chip, contactless, stripe or keyed", "qr": "a QR wallet (consumer-presented QR code)"}
+"""How the cardholder pays, as the merchant chose at the till. A QR wallet payment is online only (OFF-09)."""
 
 MAX_CARD_PROMPTS = 6
 """How many times the terminal asks for a card before giving up."""
@@ -168,6 +173,9 @@ class Transaction:
         Source of the random selection draw (1..99); default seeded from the unpredictable number.
     force_online : bool
         Merchant forced the transaction online (4:08).
+    payment_method : str
+        ``"card"`` (default) or ``"qr"``: the cardholder's wallet shows a QR code the
+        terminal scans (:class:`~.events.ScanQr`); only the host can approve it.
     """
 
     def __init__(
@@ -183,6 +191,7 @@ class Transaction:
         amount_other: int = 0,
         rng: random.Random | None = None,
         force_online: bool = False,
+        payment_method: str = "card",
     ) -> None:
         for name, value in (("amount", amount), ("amount_other", amount_other)):
             if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_AMOUNT:
@@ -193,6 +202,8 @@ class Transaction:
             raise ValueError(str(exc)) from None
         if transaction_type not in TRANSACTION_TYPES:
             raise ValueError(f"transaction type {transaction_type!r}; allowed: {', '.join(TRANSACTION_TYPES)}")
+        if payment_method not in PAYMENT_METHODS:
+            raise ValueError(f"payment method {payment_method!r}; allowed: {', '.join(PAYMENT_METHODS)}")
         if len(unpredictable_number) != 4:
             raise ValueError("the unpredictable number (9F37) is 4 bytes")
         if not isinstance(stan, int) or not 1 <= stan <= 999_999:
@@ -204,6 +215,7 @@ class Transaction:
         self.unpredictable_number = bytes(unpredictable_number)
         self.transaction_type = transaction_type
         self.force_online = force_online
+        self.payment_method = payment_method
         self.rng = rng if rng is not None else random.Random(int.from_bytes(self.unpredictable_number, "big"))
         self.tvr = Tvr()
         self.tsi = Tsi()
@@ -313,7 +325,10 @@ class Transaction:
 
     def _run(self) -> Generator[Event, Any, None]:
         try:
-            outcome, reason, arc = yield from self._entry()
+            if self.payment_method == "qr":
+                outcome, reason, arc = yield from self._qr_payment()
+            else:
+                outcome, reason, arc = yield from self._entry()
         except _Terminate as stop:
             outcome, reason, arc = Outcome.TERMINATED, str(stop), None
         except _Declined as stop:
@@ -397,6 +412,30 @@ class Transaction:
                     continue
                 return (yield from self._no_chip_online(CardFields(keyed.pan, keyed.expiry), "manual", False))
         raise _Terminate("no usable card presented")
+
+    def _qr_payment(self) -> Generator[Event, Any, tuple[Outcome, str, str | None]]:
+        """A QR wallet payment (OFF-09): scan the code, send its card data online; no offline decision exists."""
+        if "qr" not in self.config.readers:
+            raise _Declined("QR wallet payments need a QR code scanner and this terminal has none")
+        if not self.config.online_capable:
+            raise _Declined("QR wallet payments are online only and this terminal cannot go online")
+        self.stage = "QR code scan"
+        last = "nothing scanned"
+        for _ in range(MAX_CARD_PROMPTS):
+            text = yield ScanQr()
+            if isinstance(text, Cancelled):
+                raise _Terminate(f"no QR code: {text.reason}")
+            try:
+                payment = parse_wallet_qr(text)
+            except QrError as exc:
+                last = str(exc)
+                continue
+            self._label = payment.label
+            if payment.aid:
+                self._card["84"] = bytes.fromhex(payment.aid)
+            return (yield from self._no_chip_online(
+                CardFields(payment.pan, payment.expiry, payment.psn), "qr", False))
+        raise _Terminate(f"no usable QR code scanned ({last})")
 
     def _contactless_allowed(self) -> bool:
         limit = self.config.contactless_transaction_limits.get(self._numeric_currency)
@@ -825,6 +864,8 @@ class Transaction:
                                             chip_failed=self._chip_failed)
         if not self.config.online_capable:
             raise _Declined(f"{interface} transactions need the host and this terminal cannot go online")
+        no_offline = ("QR wallet payments are online only" if interface == "qr"
+                      else "no offline approval without a chip")
         pin_block = None
         online_pin = self.config.pin_pad and self.config.capabilities[1] & 0x40
         if pin_required and online_pin:
@@ -856,8 +897,8 @@ class Transaction:
         if _is_timeout(answer):
             self._messages.append(request.mti)
             self._owe_reversal(request, None, reason="68")
-            return Outcome.DECLINED, "host timed out; no offline approval without a chip; request reversed", None
-        return Outcome.DECLINED, "host unreachable; no offline approval without a chip", None
+            return Outcome.DECLINED, f"host timed out; {no_offline}; request reversed", None
+        return Outcome.DECLINED, f"host unreachable; {no_offline}", None
 
     # Money owed -------------------------------------------------------------------------------
 
@@ -909,6 +950,7 @@ class Transaction:
             signature_required=self._signature and outcome is Outcome.APPROVED,
             stans=tuple(self._stans),
             log_key=pan_digest(self._pan) if self._pan else "",
+            receipt=self.config.receipt,
         )
 
 
