@@ -35,6 +35,7 @@ from sim.emv.kernel import (
     NeedPin,
     PIN_BYPASS,
     RandomSelectionParams,
+    ScanQr,
     TerminalConfig,
     Transaction,
     TransactionResult,
@@ -227,6 +228,17 @@ def _readers_broken(world: World) -> None:
     world.changes["readers"] = frozenset()
 
 
+@given("the printer is out of paper")
+def _no_paper(world: World) -> None:
+    assert load_profile(world.profile).printer.present, "the profile has no printer"
+    world.changes["paper_left"] = 0
+
+
+@given(parsers.parse("the printer has paper for {count:d} receipts"))
+def _paper(world: World, count: int) -> None:
+    world.changes["paper_left"] = count
+
+
 @given(parsers.parse('card "{label}"'))
 def _card(world: World, label: str) -> None:
     world.host.cards.card(label)
@@ -260,17 +272,17 @@ _HOW = {
 }
 
 
-def _pay(world: World, amount: str, cur: str, how: str, pins: list[str] | None = None) -> None:
+def _pay(world: World, amount: str, cur: str, how: str, pins: list[str] | None = None, method: str = "card") -> None:
     world.remember_balances()
     world.stan += 1
     txn = Transaction(
         world.config(), amount=_minor(amount, cur), currency=cur, when=world.now,
         unpredictable_number=(0x1A2B3C00 + world.stan).to_bytes(4, "big"), stan=world.stan * 10,
-        rng=FixedDraw(world.draw) if world.draw is not None else None,
+        rng=FixedDraw(world.draw) if world.draw is not None else None, payment_method=method,
     )
     trace: list = []
     card = world.virtual_card() if world.label is not None else None
-    result = run_transaction(txn, card, world.send, present=_HOW[how], pins=pins or (), trace=trace)
+    result = run_transaction(txn, card, world.send, present=_HOW.get(how, ()), pins=pins or (), trace=trace)
     world.results.append(result)
     world.traces.append(trace)
 
@@ -295,6 +307,11 @@ def _pays_pins(world: World, amount: str, cur: str, how: str, pins: str) -> None
                  r"and skips the PIN$"))
 def _pays_bypass(world: World, amount: str, cur: str, how: str) -> None:
     _pay(world, amount, cur, how, [PIN_BYPASS, PIN_BYPASS])
+
+
+@when(parsers.parse("the cardholder pays {amount} {cur} with the QR code of a wallet holding the card"))
+def _pays_qr(world: World, amount: str, cur: str) -> None:
+    _pay(world, amount, cur, "qr", method="qr")
 
 
 @when("the terminal delivers what it owes")
@@ -418,6 +435,8 @@ def _request_carries(world: World, what: str) -> None:
         "no PIN block": lambda: "52" not in fields,
         "track 2 in DE35 and no chip data": lambda: "35" in fields and "55" not in fields,
         "the keyed PAN and expiry and no track data": lambda: "2" in fields and "14" in fields and "35" not in fields,
+        "the wallet's PAN and expiry and no chip or track data":
+            lambda: "2" in fields and "14" in fields and "35" not in fields and "55" not in fields,
     }
     assert checks[what](), sorted(fields)
 
@@ -514,6 +533,17 @@ def _then_said(world: World, words: str) -> None:
 @then("no card was read")
 def _no_card(world: World) -> None:
     assert world.result.entry_mode == "" and world.result.interface is None and not world.result.masked_pan
+
+
+@then(parsers.parse('the receipt is "{status}"'))
+def _receipt(world: World, status: str) -> None:
+    assert world.result.receipt == status, world.result.receipt
+    assert world.result.receipt_printed == (status == "printed")
+
+
+@then("the terminal asked to scan the wallet's QR code and no card")
+def _scanned(world: World) -> None:
+    assert [type(e).__name__ for e, _ in world.trace if isinstance(e, (NeedCard, ScanQr))] == ["ScanQr"]
 
 
 @then(parsers.parse("the PIN pad asked for {kinds}"))

@@ -45,6 +45,38 @@ Feature: Terminal hardware faults seen by one kernel transaction
     And the request carries the keyed PAN and expiry and no track data
     And the transaction is approved
 
+  @DEV-02
+  Scenario: The printer is out of paper: the transaction completes, the receipt is marked not printed
+    Given a "mobile-3g" terminal
+    And the printer is out of paper
+    And card "healthy"
+    When the cardholder pays 75.00 EUR by inserting the card
+    Then the transaction is approved
+    And 8A is "00"
+    And the card gave a TC
+    And the terminal sent 0200
+    And the terminal owes nothing
+    And the receipt is "not printed: out of paper"
+    And the account of card "healthy" is debited 75.00 EUR
+
+  @DEV-02
+  Scenario: The last receipt of the roll still prints
+    Given a "mobile-3g" terminal
+    And the printer has paper for 1 receipts
+    And card "healthy"
+    When the cardholder pays 75.00 EUR by inserting the card
+    Then the transaction is approved
+    And the receipt is "printed"
+
+  @DEV-02
+  Scenario: A reader without a printer approves and says no receipt was printed
+    Given a "unattended-contactless" terminal
+    And card "healthy"
+    When the cardholder pays 30.00 EUR by tapping the card
+    Then the transaction is approved
+    And DE22 is "072"
+    And the receipt is "not printed: no printer"
+
   @DEV-03
   Scenario: On 3G the host's approval is lost on the way back: Z3, and the approval is reversed
     Given a "mobile-3g" terminal

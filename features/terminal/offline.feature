@@ -200,3 +200,41 @@ Feature: Offline decisions of the terminal kernel
     And the card gave an AAC
     And the terminal sent nothing to the host
     And the terminal owes nothing
+
+  @OFF-09
+  Scenario: A QR wallet payment goes online: DE22 03x, no chip or track data
+    Given a "mobile-3g" terminal
+    And the host is up
+    And card "healthy"
+    When the cardholder pays 10.00 EUR with the QR code of a wallet holding the card
+    Then the terminal asked to scan the wallet's QR code and no card
+    And DE22 is "031"
+    And the terminal sent 0200
+    And the request carries the wallet's PAN and expiry and no chip or track data
+    And the transaction is approved
+    And 8A is "00"
+    And the account of card "healthy" is debited 10.00 EUR
+
+  @OFF-09
+  Scenario: A QR wallet payment with the host unreachable is declined with a clear reason
+    Given a "mobile-3g" terminal
+    And the host is unreachable
+    And card "offline-only-iac"
+    When the cardholder pays 10.00 EUR with the QR code of a wallet holding the card
+    Then the transaction is declined
+    And the reason says "QR wallet payments are online only"
+    And there is no authorisation response code
+    And the card gave no cryptogram
+    And the terminal sent nothing to the host
+    And the terminal owes nothing
+    And the account of card "offline-only-iac" is unchanged
+
+  @OFF-09
+  Scenario: A terminal without a QR scanner declines a QR wallet payment, saying why
+    Given a "countertop-ethernet" terminal
+    And the host is up
+    And card "healthy"
+    When the cardholder pays 10.00 EUR with the QR code of a wallet holding the card
+    Then the transaction is declined
+    And the reason says "need a QR code scanner"
+    And the terminal sent nothing to the host
