@@ -49,7 +49,7 @@ def estimate(values: list[float]) -> Estimate:
 
     >>> e = estimate([10.0, 12.0, 14.0])
     >>> e.mean, round(e.half_width, 3)
-    (12.0, 4.968)
+    (12.0, 4.969)
     >>> estimate([5.0]).half_width
     0.0
     """
