@@ -207,6 +207,11 @@ class Terminal:
                 else:
                     answer = card_answer(event, the_card, None, [], typed, 0, None)
                 event = txn.send(answer)
+        except BaseException as exc:
+            # the transaction cannot finish (a driver fault, a cancelled task): whatever left is reversed now
+            self.store.recover(attempt, why=f"transaction failed ({type(exc).__name__})")
+            self._wake.set()
+            raise
         finally:
             if pc_sc:
                 the_card.close()

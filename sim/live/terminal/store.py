@@ -305,30 +305,34 @@ class TerminalStore:
         self._db.execute("INSERT INTO owed(attempt, kind, message, queued) VALUES (?, ?, ?, ?)",
                          (attempt, kind, message.encode(), _now()))
 
-    def recover(self) -> list[int]:
+    def recover(self, attempt: int | None = None, why: str = "power lost") -> list[int]:
         """After a restart: turn every in-flight marker into an owed reversal; close torn attempts.
 
         Returns the attempt ids whose request may have reached the host (now reversed).
         Attempts still ``invoked`` without a marker never sent anything: ``terminated``.
+        With ``attempt``, only that one (a transaction that failed in this process).
         """
+        only, args = ("WHERE attempt = ?", (attempt,)) if attempt is not None else ("", ())
         with self._tx():
-            rows = self._db.execute("SELECT attempt, reversal FROM inflight ORDER BY attempt").fetchall()
-            for attempt, raw in rows:
+            rows = self._db.execute(f"SELECT attempt, reversal FROM inflight {only} ORDER BY attempt", args).fetchall()
+            for number, raw in rows:
                 reversal = _load(bytes(raw))
                 original = reversal.original
                 self._db.execute(
                     "UPDATE attempts SET state = 'unknown', reversed = amount, stan = ?, transmitted = ?, "
-                    "reason = 'power lost with the request out; reversed', finished = ? WHERE id = ?",
-                    (original.stan if original else None, original.transmitted if original else None, _now(), attempt),
+                    "reason = ?, finished = ? WHERE id = ?",
+                    (original.stan if original else None, original.transmitted if original else None,
+                     f"{why} with the request out; reversed", _now(), number),
                 )
-                self._queue(attempt, reversal)
+                self._queue(number, reversal)
                 if original is not None:
                     row = event_of("reversed", reversal)
-                    self._event(attempt, ("unknown", row[1], original.stan, original.transmitted, *row[4:]))
-                    self._event(attempt, (row[0], row[1], original.stan, original.transmitted, *row[4:]))
-            self._db.execute("DELETE FROM inflight")
-            self._db.execute("UPDATE attempts SET state = 'terminated', reason = 'power lost before a decision', "
-                             "finished = ? WHERE state = 'invoked'", (_now(),))
+                    self._event(number, ("unknown", row[1], original.stan, original.transmitted, *row[4:]))
+                    self._event(number, (row[0], row[1], original.stan, original.transmitted, *row[4:]))
+            self._db.execute(f"DELETE FROM inflight {only}", args)
+            self._db.execute("UPDATE attempts SET state = 'terminated', reason = ?, finished = ? WHERE state = 'invoked'"
+                             + (" AND id = ?" if attempt is not None else ""),
+                             (f"{why} before a decision", _now(), *args))
         return [int(r[0]) for r in rows]
 
     def attempts(self) -> list[Attempt]:
