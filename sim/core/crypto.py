@@ -44,6 +44,8 @@ Examples
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import hmac
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -190,7 +192,13 @@ def icc_master_key(issuer: IssuerConfig | bytes, card: Card | str, psn: str | No
         pan, psn = card.pan, card.psn
     else:
         pan = card
-    return _kd.derive_icc_mk_a(imk, pan, (psn or "00")[-2:])
+    return _derive_icc_mk(imk, pan, (psn or "00")[-2:])
+
+
+@lru_cache(maxsize=65_536)
+def _derive_icc_mk(imk: bytes, pan: str, psn: str) -> bytes:
+    """Option A derivation, remembered: a pure function of its inputs, and on every ARQC's path."""
+    return _kd.derive_icc_mk_a(imk, pan, psn)
 
 
 def session_key(icc_mk: bytes, cvn: int, atc: bytes, un: bytes) -> bytes:
