@@ -144,3 +144,21 @@ def test_bad_arguments_are_refused_with_what_is_allowed() -> None:
         Traffic(card_mix={"no-such-card": (1, CardRole.APPROVE)})
     with pytest.raises(ValueError, match="allowed: chip sale"):
         Traffic().make("cheque", NOW)
+
+
+def test_prefill_builds_the_pools_without_using_trace_numbers_or_reversing_unsent_sales() -> None:
+    filled, fresh = Traffic(seed=9, cards=CARDS, pool=6), Traffic(seed=9, cards=CARDS, pool=6)
+    filled.prefill(NOW)
+    first = filled.next(NOW)
+    assert first.message.stan == fresh.next(NOW).message.stan == "000001"
+    host = Host(cards=CARDS)
+    assert host.handle(first.message, NOW).response_code == first.expected
+    now = NOW
+    sent = {(first.message.stan, first.message.transmitted)}
+    for _ in range(400):
+        now += timedelta(seconds=1)
+        request = filled.next(now)
+        if request.kind == "reversal":
+            assert (request.message.original.stan, request.message.original.transmitted) in sent
+        sent.add((request.message.stan, request.message.transmitted))
+        assert host.handle(request.message, now).response_code == request.expected

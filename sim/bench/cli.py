@@ -101,3 +101,36 @@ def sim(
         console.print(f"goal >= {GOAL_TPS:,} simulated transactions/s: {result.simulated_tps:,.0f} {mark}")
     if check and result.simulated_tps < GOAL_TPS:
         raise typer.Exit(1)
+
+
+@bench_app.command("load")
+def load(
+    connections: int = typer.Option(8, min=1, max=256, help="TCP connections (Locust users)."),
+    in_flight: int = typer.Option(4, "--in-flight", min=1, max=64, help="Requests in flight per connection."),
+    duration: float = typer.Option(8.0, min=1.0, help="Measured seconds per client."),
+    as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+    check: bool = typer.Option(False, help="Exit 1 when one Locust process is below the goal share of the bare loop."),
+) -> None:
+    """One Locust process against the host and the echo server, beside a bare gevent loop."""
+    from .load import GOAL_RATIO, run
+
+    result = run(connections, in_flight, duration)
+    if as_json:
+        console.print_json(json.dumps(result.as_dict()))
+    else:
+        table = Table(title=f"possim bench load ({connections} connections x {in_flight} in flight, {duration:g} s each)")
+        for col in ("client -> target", "requests/s", "client CPU us/request", "failures", "p50 ms", "p99 ms"):
+            table.add_column(col, justify="left" if col.startswith("client ->") else "right")
+        labels = {"bare": "bare gevent loop -> echo", "bare+codec": "bare loop + encode/decode -> echo",
+                  "locust echo": "Locust, 1 process -> echo", "locust host": "Locust, 1 process -> possim host"}
+        for name, m in result.measures.items():
+            table.add_row(labels[name], f"{m.rate:,.0f}", f"{m.cpu_us:,.0f}", f"{m.failures:,}",
+                          "-" if m.p50_ms is None else f"{m.p50_ms:g}", "-" if m.p99_ms is None else f"{m.p99_ms:g}")
+        console.print(table)
+        ratio = result.ratio("locust echo")
+        mark = "[green]ok[/green]" if result.ok else "[red]below goal[/red]"
+        console.print(f"Locust / bare gevent loop on the echo server = {ratio:.3f} (goal >= {GOAL_RATIO}) {mark}")
+        console.print(f"Locust / bare loop with encode+decode = {result.ratio('locust echo', 'bare+codec'):.3f}; "
+                      f"bare+codec / bare = {result.ratio('bare+codec'):.3f}")
+    if check and not result.ok:
+        raise typer.Exit(1)

@@ -30,13 +30,16 @@ process (``possim host --cards FILE``).
 Public API (stable)
 -------------------
 ``Traffic(*, seed=0, terminal_id="LOAD0001", cards=None, mix=DEFAULT_MIX,
-card_mix=DEFAULT_CARD_MIX, reversal_lag=64, country="250")``
+card_mix=DEFAULT_CARD_MIX, reversal_lag=64, country="250", pool=0)``
     One terminal's stream (unique DE41; DE11 counts up and wraps at 999999).
 ``traffic.next(now) -> Request``
     The next request, its kind drawn from ``mix``.
 ``traffic.make(kind, now) -> Request``
     A request of the given kind (one of :data:`KINDS`; ``"reversal"`` falls back to
     a chip sale while no earlier sale is old enough to reverse).
+``traffic.prefill(now)``
+    With ``pool=N``: build every pool in full now (a load generator does it before
+    measuring, so no ARQC is computed on the hot path).
 ``traffic.advice_burst(now, count) -> list[Request]``
     ``count`` 0220 advices (Y1) of offline approvals, as a terminal sends them when
     the link comes back after an outage.
@@ -455,6 +458,25 @@ class Traffic:
         if code == "00" and not refund:
             self._sales.append(_Sale(msg, card, self._serial))
         return Request(real_kind, msg, code, card.label, reason)
+
+    def prefill(self, now: datetime) -> None:
+        """Build the pools in full now (every kind of the mix), so no ARQC is computed later.
+
+        A load generator calls this before it starts measuring; without it the pools
+        fill during the first requests. Does nothing when ``pool`` is 0.
+        """
+        stan, serial, sales = self._stan, self._serial, len(self._sales)
+        for kind in self._kinds:
+            if kind in ("chip sale", "contactless", "swipe sale", "refund", "advice"):
+                while len(self._pools.setdefault(kind, [])) < self.pool:
+                    before = len(self._pools[kind])
+                    self.make(kind, now)
+                    if len(self._pools[kind]) == before:  # e.g. swipe sale remembered under its own kind only
+                        break
+        # The templates were never sent: no trace numbers used, nothing to reverse.
+        self._stan, self._serial = stan, serial
+        while len(self._sales) > sales:
+            self._sales.pop()
 
     def _remember(self, kind: str, request: Request, refund: bool = False) -> Request:
         if self.pool:

@@ -79,9 +79,10 @@ class LoadPlan:
     duration: float = 60.0
     rate: float = 200.0
     in_flight: int = 4
+    spawn_rate: float | None = None
     processes: int = 0
     seed: int = 0
-    pool: int = 256
+    pool: int = 64
     timeout: float = 5.0
     framing: str = "be2"
     dialect: str | None = None
@@ -124,7 +125,8 @@ class LoadPlan:
             "--stop-timeout", "0", "--exit-code-on-error", "0",
         ]
         if self.shape == "mix":
-            argv += ["-u", str(self.users), "-r", str(self.users), "-t", f"{self.duration:g}s"]
+            rate = self.spawn_rate if self.spawn_rate is not None else self.users
+            argv += ["-u", str(self.users), "-r", f"{rate:g}", "-t", f"{self.duration:g}s"]
         if self.html:
             argv += ["--html", str(self.html_path)]
         if self.dialect:
@@ -165,6 +167,7 @@ class LoadResult:
     errors: list[dict]
     output: str
     elapsed: float
+    process: dict[str, float] = field(default_factory=dict)
 
     @property
     def total(self) -> StatRow | None:
@@ -200,11 +203,12 @@ def read_stats(path: Path) -> list[StatRow]:
     return rows
 
 
-def read_summary(path: Path) -> tuple[list[StatRow], dict[tuple[str, str, str], int], list[dict]]:
+def read_summary(path: Path) -> tuple[list[StatRow], dict[tuple[str, str, str], int], list[dict], dict[str, float]]:
     """The final statistics, the DE39 counts ((kind, expected, answered) -> n; ``-``: no
-    answer) and the errors a run wrote to ``--summary-out`` (all empty when missing)."""
+    answer), the errors, and the Locust process's CPU and wall seconds from the end of
+    spawning to the stop, as a run wrote them to ``--summary-out`` (empty when missing)."""
     if not path.exists():
-        return [], {}, []
+        return [], {}, [], {}
     raw = json.loads(path.read_text(encoding="utf-8"))
     rows = [
         StatRow(type=r["type"], name=r["name"], requests=r["requests"], failures=r["failures"], median_ms=r["p50_ms"],
@@ -212,7 +216,7 @@ def read_summary(path: Path) -> tuple[list[StatRow], dict[tuple[str, str, str], 
         for r in raw.get("stats", [])
     ]
     codes = {tuple(key.split("|")): int(n) for key, n in raw.get("codes", {}).items()}
-    return rows, codes, list(raw.get("errors", []))  # type: ignore[return-value]
+    return rows, codes, list(raw.get("errors", [])), dict(raw.get("process", {}))  # type: ignore[return-value]
 
 
 def run(plan: LoadPlan, *, grace: float = 60.0, echo: Callable[[str], None] | None = None) -> LoadResult:
@@ -250,5 +254,7 @@ def run(plan: LoadPlan, *, grace: float = 60.0, echo: Callable[[str], None] | No
                 pass
             proc.wait()
             lines.append(f"possim load: locust did not finish within {plan.duration + grace:g} s; killed\n")
-    stats, codes, errors = read_summary(plan.summary_path)
-    return LoadResult(plan, proc.returncode if code is None else code, stats, codes, errors, "".join(lines), time.monotonic() - start)
+    stats, codes, errors, process = read_summary(plan.summary_path)
+    return LoadResult(
+        plan, proc.returncode if code is None else code, stats, codes, errors, "".join(lines), time.monotonic() - start, process
+    )

@@ -1,0 +1,148 @@
+"""``possim bench load``: is the Locust load kit ever the bottleneck?
+
+One run, four measurements, each its own client process driving its own target at
+the same concurrency (``connections`` TCP connections, ``in_flight`` requests in flight
+on each, closed loop), one after the other:
+
+==================  ===============================  =========================================
+name                client                           target
+==================  ===============================  =========================================
+``bare``            bare gevent loop                 the bare asyncio echo server of
+                    (:mod:`sim.bench.load_bare`):    ``possim bench host``
+                    pre-encoded frames, answers
+                    taken by length only
+``bare+codec``      the same loop building each      the echo server
+                    request from the traffic stream
+                    and decoding each answer
+``locust echo``     one Locust process (no           the echo server (``--echo-server``)
+                    workers), ``RetailUser``
+``locust host``     the same                         ``possim host`` with the load card set
+==================  ===============================  =========================================
+
+The goal (:data:`GOAL_RATIO`): one Locust process reaches at least 80% of the bare
+loop's rate on the echo server. ``bare+codec`` shows how much of the gap is the
+ISO 8583 work any client must do (encode the request, decode the answer) rather than
+Locust. Every client also reports its CPU seconds in the measured window, so the CPU
+cost per request is comparable even when other work shares the machine (rates are
+not: on a 2-core machine the echo server, the client and anything else running
+share the cores).
+
+Locust's rate counts from the end of spawning (``--reset-stats``) to the end;
+the bare loops count after a one-second warm-up.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+GOAL_RATIO = 0.8
+
+
+@dataclass
+class Measure:
+    """One client against one target."""
+
+    name: str
+    requests: int
+    seconds: float
+    cpu_seconds: float
+    failures: int = 0
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+
+    @property
+    def rate(self) -> float:
+        """Requests answered per second."""
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_us(self) -> float:
+        """Client CPU microseconds per request."""
+        return self.cpu_seconds / self.requests * 1e6 if self.requests else 0.0
+
+
+@dataclass
+class LoadBench:
+    """The run's settings and measures; ratios against ``bare``."""
+
+    connections: int
+    in_flight: int
+    duration: float
+    measures: dict[str, Measure] = field(default_factory=dict)
+
+    def ratio(self, name: str, baseline: str = "bare") -> float:
+        """``name``'s rate over ``baseline``'s."""
+        base = self.measures[baseline].rate
+        return self.measures[name].rate / base if base else 0.0
+
+    @property
+    def ok(self) -> bool:
+        """One Locust process reaches the goal share of the bare loop on the echo server."""
+        return self.ratio("locust echo") >= GOAL_RATIO
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"connections": self.connections, "in_flight": self.in_flight, "duration": self.duration}
+        out["measures"] = {k: {**asdict(m), "rate": m.rate, "cpu_us_per_request": m.cpu_us} for k, m in self.measures.items()}
+        out["ratios"] = {
+            "locust echo / bare": self.ratio("locust echo"),
+            "locust echo / bare+codec": self.ratio("locust echo", "bare+codec"),
+            "bare+codec / bare": self.ratio("bare+codec"),
+        }
+        out["goal"] = GOAL_RATIO
+        out["ok"] = self.ok
+        return out
+
+
+def _bare(port: int, connections: int, in_flight: int, duration: float, codec: bool) -> Measure:
+    argv = [sys.executable, "-W", "ignore", "-m", "sim.bench.load_bare", "--port", str(port), "--connections", str(connections),
+            "--in-flight", str(in_flight), "--duration", f"{duration:g}"] + (["--codec"] if codec else [])
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60)
+    if done.returncode != 0:
+        raise RuntimeError(f"bare loop failed (exit {done.returncode}): {done.stderr[-2000:]}")
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    return Measure("bare+codec" if codec else "bare", figures["completed"], figures["seconds"], figures["cpu_seconds"])
+
+
+def _locust(name: str, port: int, connections: int, in_flight: int, duration: float, out: Path, echo: bool) -> Measure:
+    from ..load.run import LoadPlan, run
+
+    plan = LoadPlan(
+        shape="mix", target=("127.0.0.1", port), out=out / name.replace(" ", "_"), users=connections, in_flight=in_flight,
+        duration=duration + 1.0, spawn_rate=10_000, echo_server=echo, html=False, extra=["--reset-stats", "RetailUser"],
+    )
+    result = run(plan)
+    total = result.total
+    if total is None or "wall_seconds" not in result.process:
+        raise RuntimeError(f"locust run against {name} gave no figures (exit {result.returncode}): {result.output[-2000:]}")
+    return Measure(name, total.requests, result.process["wall_seconds"], result.process["cpu_seconds"], total.failures,
+                   total.median_ms, total.p99_ms)
+
+
+def run(connections: int = 8, in_flight: int = 4, duration: float = 8.0) -> LoadBench:
+    """Start the echo server and a host, measure the four clients, stop both servers by PID."""
+    from ..live.process import start_command
+    from ..load.cli import start_load_host
+
+    bench = LoadBench(connections, in_flight, duration)
+    with tempfile.TemporaryDirectory(prefix="possim-bench-load-") as tmp:
+        work = Path(tmp)
+        ready = work / "echo.ready.json"
+        echo = start_command([sys.executable, "-m", "sim.live.bench_host", "--ready-file", str(ready)], ready)
+        host = None
+        try:
+            host = start_load_host(work / "host")
+            bench.measures["bare"] = _bare(echo.port, connections, in_flight, duration, codec=False)
+            bench.measures["bare+codec"] = _bare(echo.port, connections, in_flight, duration, codec=True)
+            bench.measures["locust echo"] = _locust("locust echo", echo.port, connections, in_flight, duration, work, True)
+            bench.measures["locust host"] = _locust("locust host", host.port, connections, in_flight, duration, work, False)
+        finally:
+            echo.stop()
+            if host is not None:
+                host.stop()
+    return bench

@@ -1,0 +1,134 @@
+"""The baseline of ``possim bench load``: a bare gevent client loop, as its own process.
+
+``python -m sim.bench.load_bare --port P [--connections C] [--in-flight K]
+[--duration S] [--warmup S] [--pool N]`` drives an echo server with C connections
+and K requests in flight on each, closed loop, and prints one JSON line
+``{"completed": n, "seconds": s, "rate": r, "cpu_seconds": c}`` counted over
+``duration`` after ``warmup`` (``cpu_seconds``: this process's CPU in that window).
+
+Bare means what a load tool cannot do with less: frames are the load kit's own
+requests (:class:`sim.live.traffic.Traffic`), encoded and framed once before timing
+and sent in turn; an answer is taken off the stream by its length header alone and
+releases the oldest request waiting on its connection (the echo server answers in
+order). No decoding, no key matching, no statistics, no events.
+
+``--codec`` adds what any ISO 8583 client must do per request, and nothing else: the
+next request of the traffic stream (pooled ARQCs), encoded, and the answer decoded
+to read DE39 -- the load kit's work without Locust.
+
+gevent is imported in :func:`main` only: importing this module (the doctests do)
+leaves the interpreter as it was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import deque
+from datetime import datetime, timezone
+
+
+def frames(count: int, *, pool: int = 64, seed: int = 0) -> list[bytes]:
+    """``count`` framed requests (be2) from the load kit's traffic, pooled ARQCs.
+
+    >>> fs = frames(3)
+    >>> [int.from_bytes(f[:2], "big") == len(f) - 2 for f in fs]
+    [True, True, True]
+    """
+    from ..iso8583.framing import Framing
+    from ..live.traffic import Traffic
+
+    framing = Framing()
+    traffic = Traffic(seed=seed, terminal_id="BARE0001", pool=pool)
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    return [framing.frame(traffic.next(now).encode()) for _ in range(count)]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--in-flight", type=int, default=4)
+    parser.add_argument("--duration", type=float, default=8.0)
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--pool", type=int, default=64)
+    parser.add_argument("--codec", action="store_true", help="build each request from the traffic stream and decode each answer")
+    ns = parser.parse_args(argv)
+
+    import gevent
+    from gevent import socket
+    from gevent.event import AsyncResult
+
+    from ..iso8583.dialect import DEFAULT
+    from ..iso8583.framing import Framing
+    from ..live.traffic import Traffic
+
+    framing, encode, decode = Framing(), DEFAULT.encode, DEFAULT.decode
+    payload = frames(4096, pool=ns.pool)
+    counted = [0]
+    state = {"counting": False, "stop": False}
+
+    def connection(index: int) -> None:
+        sock = socket.create_connection((ns.host, ns.port))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        waiting: deque[AsyncResult] = deque()
+
+        traffic = Traffic(seed=index, terminal_id=f"BARE{index:04d}", pool=ns.pool) if ns.codec else None
+        if traffic is not None:
+            traffic.prefill(datetime.now(timezone.utc).replace(tzinfo=None))
+
+        def reader() -> None:
+            buf = b""
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return
+                buf += chunk
+                while len(buf) >= 2:
+                    n = int.from_bytes(buf[:2], "big")
+                    if len(buf) < 2 + n:
+                        break
+                    if traffic is not None:
+                        waiting.popleft().set(decode(buf[2:2 + n]))
+                    else:
+                        waiting.popleft().set()
+                    buf = buf[2 + n:]
+
+        def lane(offset: int) -> None:
+            i = offset
+            while not state["stop"]:
+                done = AsyncResult()
+                waiting.append(done)
+                if traffic is not None:
+                    request = traffic.next(datetime.now(timezone.utc).replace(tzinfo=None))
+                    sock.sendall(framing.frame(encode(request.message.fields)))
+                    done.get().get("39")
+                else:
+                    sock.sendall(payload[i % len(payload)])
+                    done.get()
+                i += 7
+                if state["counting"]:
+                    counted[0] += 1
+
+        read = gevent.spawn(reader)
+        lanes = [gevent.spawn(lane, index * 131 + k) for k in range(ns.in_flight)]
+        gevent.joinall(lanes)
+        read.kill()
+        sock.close()
+
+    workers = [gevent.spawn(connection, i) for i in range(ns.connections)]
+    gevent.sleep(ns.warmup)
+    state["counting"] = True
+    start, cpu = time.perf_counter(), time.process_time()
+    gevent.sleep(ns.duration)
+    state["counting"] = False
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    state["stop"] = True
+    gevent.joinall(workers, timeout=5)
+    print(json.dumps({"completed": counted[0], "seconds": seconds, "rate": counted[0] / seconds, "cpu_seconds": cpu}))
+
+
+if __name__ == "__main__":
+    main()
