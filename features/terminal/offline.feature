@@ -26,7 +26,7 @@ Feature: Offline decisions of the terminal kernel
     And 8A is "Y1"
     And the card gave a TC
     And DE22 is "071"
-    And the CVM results are "1F0002"
+    And the PIN pad asked for nothing
     And TVR 4:80 transaction_exceeds_floor_limit is not set
     And TVR 1:80 offline_data_authentication_not_performed is not set
     And TSI 1:80 offline_data_authentication_performed is set

@@ -36,7 +36,8 @@ Feature: Online authorization decided through the terminal kernel
     And the host's answer carries an ARPC in tag 91
     And the request's ARQC verifies with the card's key
     And the issuer authentication passed
-    And TSI 1:10 issuer_authentication_performed is set
+    And TSI 1:40 cardholder_verification_performed is set
+    And TSI 1:08 terminal_risk_management_performed is set
     And the terminal owes nothing
     And the account of card "healthy" is debited 75.00 EUR
 
