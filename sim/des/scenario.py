@@ -54,7 +54,7 @@ class _Model(BaseModel):
 
 
 class AmountRange(_Model):
-    """Ticket sizes, log-uniform, in minor units of a 2-decimal currency (scaled for JPY, KWD)."""
+    """Ticket sizes, log-uniform, in minor units of the card's currency (cents, yen, fils)."""
 
     min: int = Field(default=300, ge=1)
     max: int = Field(default=12000, ge=1)
