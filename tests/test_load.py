@@ -145,6 +145,14 @@ def test_possim_load_cli_errors_and_summary(host, tmp_path: Path, monkeypatch) -
     assert bad.exit_code == 2 and "HOST:PORT" in bad.output
     bad = runner.invoke(app, ["load", "mix", "--framing", "be3"])
     assert bad.exit_code == 2 and "--framing" in bad.output
+    bad = runner.invoke(app, ["load"])
+    assert bad.exit_code == 2 and "give a shape" in bad.output
+    cards = runner.invoke(app, ["load", "--write-cards", str(tmp_path / "cards.toml")])
+    assert cards.exit_code == 0 and "possim host --cards" in cards.output
+    from sim.core.cards import load_cards
+    from sim.live.traffic import load_card_set
+
+    assert load_cards(tmp_path / "cards.toml").cards == load_card_set().cards
     ok = runner.invoke(app, ["load", "mix", "--target", f"127.0.0.1:{host.port}", "--users", "2", "--duration", "2",
                              "--out", str(tmp_path)])
     assert ok.exit_code == 0, ok.output

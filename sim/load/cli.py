@@ -72,7 +72,7 @@ def codes_table(result: LoadResult) -> Table:
 
 
 def load_command(
-    shape: str = typer.Argument(..., help=f"Load shape: {', '.join(SHAPES)}."),
+    shape: Optional[str] = typer.Argument(None, help=f"Load shape: {', '.join(SHAPES)}."),
     target: Optional[str] = typer.Option(None, "--target", help="HOST:PORT of a running host (default: start one on loopback)."),
     users: int = typer.Option(20, "--users", min=1, help="Peak users (= TCP connections) of the shape."),
     duration: float = typer.Option(30.0, "--duration", min=1.0, help="Seconds the shape lasts."),
@@ -86,10 +86,21 @@ def load_command(
     dialect: Optional[str] = typer.Option(None, "--dialect", help="Dialect name or spec file."),
     out: Path = typer.Option(Path("out/load"), "--out", help="Where the CSV, HTML report and DE39 counts go."),
     verbose: bool = typer.Option(False, "--verbose", help="Show Locust's own output."),
+    write_cards: Optional[Path] = typer.Option(
+        None, "--write-cards", help="Write the load card set (TOML) for your own `possim host --cards` and exit."),
 ) -> None:
     """Run a load shape headless against a host and print the summary table."""
-    if shape not in SHAPES:
-        raise _bad("SHAPE", f"{shape!r} is not a shape; allowed: {', '.join(SHAPES)}")
+    if write_cards is not None:
+        from ..core.cards import default_path, load_cards
+        from ..live.traffic import load_card_set_toml
+
+        write_cards.parent.mkdir(parents=True, exist_ok=True)
+        write_cards.write_text(load_card_set_toml(default_path().read_text(encoding="utf-8")), encoding="utf-8")
+        load_cards(write_cards)  # what a host will load: validated
+        console.print(f"wrote the load card set to {write_cards}: possim host --cards {write_cards}")
+        return
+    if shape is None or shape not in SHAPES:
+        raise _bad("SHAPE", f"{shape!r} is not a shape; allowed: {', '.join(SHAPES)}" if shape else f"give a shape: {', '.join(SHAPES)}")
     if not (loadtests_dir() / SHAPES[shape]).exists():
         raise _bad("SHAPE", f"the load kit is missing: {loadtests_dir() / SHAPES[shape]} not found (run from a possim checkout)")
     from ..iso8583.errors import FramingError
