@@ -53,6 +53,8 @@ class TargetResult:
     max_ms: float
     errors: int = 0
     codes: dict[str, int] = field(default_factory=dict)
+    client_cpu_us: float = 0.0
+    """CPU the driving client spent per answer (it shares the machine with the server)."""
 
     @property
     def rate(self) -> float:
@@ -166,7 +168,7 @@ async def _drive(port: int, pool: list[dict[str, str]], connections: int, warmup
     result = TargetResult(
         "", completed, seconds,
         hist.get_value_at_percentile(50) / 1000, hist.get_value_at_percentile(99) / 1000,
-        hist.get_max_value() / 1000, errors, dict(codes),
+        hist.get_max_value() / 1000, errors, dict(codes), client_cpu / completed * 1e6 if completed else 0.0,
     )
     return result, client_cpu
 

@@ -162,7 +162,9 @@ def start_command(
     """Run ``argv`` and wait until it writes ``ready_file`` (see :func:`start`).
 
     With ``die_with_parent`` (Linux), the child gets SIGTERM if the process that
-    started it dies first, so a crashed test run leaves no server behind.
+    started it dies first, so a crashed test run leaves no server behind. Linux ties
+    this to the starting *thread*: start servers from the main thread (or a thread
+    that outlives them), or pass ``die_with_parent=False``.
     """
     ready = Path(ready_file)
     ready.unlink(missing_ok=True)
