@@ -58,13 +58,14 @@ def host(
     if as_json:
         console.print_json(json.dumps(result.as_dict()))
     else:
-        table = Table(title=f"possim bench host ({connections} connections, {rounds} x {duration:g} s, {result.loop}, best round)")
-        for column in ("server", "answers/s", "p50 ms", "p99 ms", "max ms", "client CPU/answer", "errors", "DE39"):
-            table.add_column(column, justify="right" if column not in ("server", "DE39") else "left")
-        for label, t in (("bare echo", result.echo), (f"possim host (journal {'on' if journal else 'off'}, state {'on' if state else 'off'})", result.host)):
+        table = Table(title=f"possim bench host: {connections} connections, {rounds} x {duration:g} s, {result.loop}, "
+                            f"journal {'on' if journal else 'off'}, state {'on' if state else 'off'}; best round")
+        for column in ("server", "answers/s", "p50 ms", "p99 ms", "max ms", "srv CPU/ans", "cli CPU/ans", "err", "DE39"):
+            table.add_column(column, justify="left" if column in ("server", "DE39") else "right")
+        for label, t in (("echo", result.echo), ("host", result.host)):
             codes = ", ".join(f"{k}:{v}" for k, v in sorted(t.codes.items())) if t.name == "host" else "-"
             table.add_row(label, f"{t.rate:,.0f}", f"{t.p50_ms:.2f}", f"{t.p99_ms:.2f}", f"{t.max_ms:.1f}",
-                          f"{t.client_cpu_us:.0f} us", str(t.errors), codes)
+                          f"{t.server_cpu_us:.0f} us", f"{t.client_cpu_us:.0f} us", str(t.errors), codes)
         console.print(table)
         mark = "[green]ok[/green]" if result.ratio >= GOAL_RATIO else "[red]below goal[/red]"
         console.print(f"host / echo = {result.ratio:.3f} (goal >= {GOAL_RATIO}) {mark}")

@@ -55,6 +55,8 @@ class TargetResult:
     codes: dict[str, int] = field(default_factory=dict)
     client_cpu_us: float = 0.0
     """CPU the driving client spent per answer (it shares the machine with the server)."""
+    server_cpu_us: float = 0.0
+    """CPU the server process spent per answer (Linux ``/proc``; 0 when unknown)."""
 
     @property
     def rate(self) -> float:
@@ -112,8 +114,20 @@ def request_pool(size: int = 64) -> list[dict[str, str]]:
     return pool
 
 
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``), or 0.0 when unknown."""
+    import os
+
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 async def _drive(port: int, pool: list[dict[str, str]], connections: int, warmup: float, duration: float,
-                 tag: str) -> tuple[TargetResult, float]:
+                 tag: str, server_pid: int | None = None) -> tuple[TargetResult, float]:
     from hdrh.histogram import HdrHistogram
 
     from .client import Client, ClientError
@@ -153,12 +167,14 @@ async def _drive(port: int, pool: list[dict[str, str]], connections: int, warmup
     tasks = [asyncio.ensure_future(loop(n, c)) for n, c in enumerate(clients)]
     await asyncio.sleep(warmup)
     measuring = True
+    server_cpu = process_cpu(server_pid) if server_pid else 0.0
     start_cpu = time.process_time()
     t0 = time.perf_counter()
     await asyncio.sleep(duration)
     measuring = False
     seconds = time.perf_counter() - t0
     client_cpu = time.process_time() - start_cpu
+    server_cpu = (process_cpu(server_pid) - server_cpu) if server_pid else 0.0
     stop = True
     failures = [r for r in await asyncio.gather(*tasks, return_exceptions=True) if isinstance(r, BaseException)]
     if failures:
@@ -169,6 +185,7 @@ async def _drive(port: int, pool: list[dict[str, str]], connections: int, warmup
         "", completed, seconds,
         hist.get_value_at_percentile(50) / 1000, hist.get_value_at_percentile(99) / 1000,
         hist.get_max_value() / 1000, errors, dict(codes), client_cpu / completed * 1e6 if completed else 0.0,
+        server_cpu / completed * 1e6 if completed else 0.0,
     )
     return result, client_cpu
 
@@ -210,7 +227,8 @@ def run(
             for name, proc in (("echo", echo), ("host", host)):
                 if progress:
                     progress(f"round {r + 1}/{rounds}: {name}")
-                result, _cpu = run_loop(_drive(proc.port, pool, connections, warmup, duration, f"B{r:01d}{name[0].upper()}"))
+                result, _cpu = run_loop(_drive(proc.port, pool, connections, warmup, duration, f"B{r:01d}{name[0].upper()}",
+                                                 proc.pid))
                 result.name = name
                 if name not in best or result.rate > best[name].rate:
                     best[name] = result
