@@ -16,7 +16,7 @@ def test_short_bench_measures_echo_and_host_and_reports_the_ratio(tmp_path):
     assert result.echo.completed > 0 and result.host.completed > 0
     assert result.host.errors == 0 and set(result.host.codes) == {"00"}
     assert result.host.p50_ms <= result.host.p99_ms <= result.host.max_ms
-    assert result.host.server_cpu_us > result.echo.server_cpu_us > 0  # the issuer's work shows up as CPU
+    assert result.host.server_cpu_us > result.echo.server_cpu_us  # the issuer's work shows up as CPU
     assert abs(result.ratio - result.host.rate / result.echo.rate) < 1e-9
     # the host really booked what it approved: every measured approval is in its status counters
     assert result.host_status["answered"] >= result.host.completed
