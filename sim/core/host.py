@@ -10,7 +10,8 @@ Configuration is plain data (desmod style), every key optional::
         "acquirer": {"require_sign_on": False, "outages": [...]},     # see Acquirer
         "standin": {"limits": {"EUR": 5000, "USD": 5000}},            # see StandIn
         "settlement": {"cutoff": "23:00"},                             # see Settlement
-        "issuer": {"duplicate_window_s": 900, "pin_try_limit": 3},     # every issuer
+        "issuer": {"duplicate_window_s": 900, "pin_try_limit": 3,      # every issuer
+                   "keep_decisions": 10000},                           # (default: keep all)
     }
 
 Examples
@@ -42,7 +43,8 @@ DEFAULT_STANDIN_LIMITS = {"EUR": 5000, "USD": 5000, "JPY": 5000, "KWD": 5000}
 """Stand-in approves below 50.00 EUR/USD, 5000 JPY, 5.000 KWD unless configured."""
 
 _SECTIONS = ("acquirer", "standin", "settlement", "issuer")
-_ISSUER_KEYS = {"duplicate_window_s": "duplicate_window", "pin_try_limit": "pin_try_limit"}
+_ISSUER_KEYS = {"duplicate_window_s": "duplicate_window", "pin_try_limit": "pin_try_limit",
+               "keep_decisions": "keep_decisions"}
 
 
 class Host:
