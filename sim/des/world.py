@@ -24,7 +24,6 @@ Examples
 from __future__ import annotations
 
 import random
-from collections import deque
 from datetime import datetime, timedelta
 from typing import Any, Callable, Generator, Iterator
 
@@ -44,8 +43,8 @@ from .terminal import Terminal
 
 __all__ = ["Arrivals", "World"]
 
-_ISSUER_DECISIONS_KEPT = 64
-"""Each issuer keeps only its latest decisions in memory (the ledger keeps the money)."""
+_DECISIONS_KEPT = 64
+"""The acquirer and each issuer keep only their latest decision records in memory."""
 
 
 class Arrivals:
@@ -102,8 +101,6 @@ class World:
                                                                                     microsecond=0)).total_seconds())
         self.population = Population(scenario.cards, random.Random(rng.getrandbits(64)))
         self.host = Host(self._host_config(), cards=self.population.cards)
-        for issuer in self.host.issuers.values():
-            issuer._decisions = deque(maxlen=_ISSUER_DECISIONS_KEPT)  # noqa: SLF001 - bounded log, same records
         self.capacity = simpy.Resource(self.env, scenario.host.capacity)
         self.service_s = scenario.host.service_ms / 1000.0
         self._host_rng = random.Random(rng.getrandbits(64))
@@ -126,7 +123,13 @@ class World:
         sizing = self.scenario.host
         # Dual-message terminals (0100) are captured by their 0220 completions: counting the
         # authorizations too would count each such sale twice in the batch totals.
-        config: dict[str, Any] = {"settlement": {"cutoff": sizing.cutoff, "capture_authorizations": False}}
+        # The acquirer's and issuers' decision logs keep only the latest records: the money is
+        # in the ledgers, and a log of every decision would grow with the run.
+        config: dict[str, Any] = {
+            "settlement": {"cutoff": sizing.cutoff, "capture_authorizations": False},
+            "acquirer": {"keep_records": _DECISIONS_KEPT},
+            "issuer": {"keep_decisions": _DECISIONS_KEPT},
+        }
         if sizing.standin_limits is not None:
             config["standin"] = {"limits": dict(sizing.standin_limits)}
         return config
