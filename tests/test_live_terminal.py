@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -272,3 +274,12 @@ def test_serve_option_errors_name_the_option(tmp_path: Path) -> None:
         assert expected in result.output, (args, result.output)
     unreachable = runner.invoke(cli.app, ["ecr", "status", "--port", "9"])
     assert unreachable.exit_code == 2 and "cannot connect" in unreachable.output
+
+
+def test_one_state_directory_serves_one_terminal(lab: Lab) -> None:
+    term = lab.terminal(9)
+    second = subprocess.run([sys.executable, "-m", "sim.cli", "terminal", "--serve", "--host", "127.0.0.1:9",
+                             "--state", str(lab.tmp / "term")], capture_output=True, text=True, timeout=60)
+    assert second.returncode == 2, second.stderr
+    assert f"in use by another terminal process (pid {term.pid})" in " ".join(second.stderr.split())
+    assert ecr(term, {"cmd": "status"})["ok"]

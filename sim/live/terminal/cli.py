@@ -91,10 +91,10 @@ def serve_command(*, host: Optional[str], host_down: bool, ecr: str, state: Opti
     try:
         run(serve(options, ready=ready))
     except StoreError as exc:
-        err.print(f"[red]possim terminal: {exc}[/red]")
+        err.print(f"[red]possim terminal: {exc}[/red]", soft_wrap=True)
         raise typer.Exit(2) from None
     except OSError as exc:
-        err.print(f"[red]possim terminal: cannot listen on {ecr}: {exc.strerror or exc}[/red]")
+        err.print(f"[red]possim terminal: cannot listen on {ecr}: {exc.strerror or exc}[/red]", soft_wrap=True)
         raise typer.Exit(2) from None
 
 
@@ -119,7 +119,7 @@ def _send(port: Optional[int], ready_file: Optional[Path], address: str, timeout
         with EcrClient(_port(port, ready_file), address, timeout) as client:
             answer = client.call(request)
     except EcrError as exc:
-        err.print(f"[red]possim ecr: {exc}[/red]")
+        err.print(f"[red]possim ecr: {exc}[/red]", soft_wrap=True)
         raise typer.Exit(2) from None
     sys.stdout.write(json.dumps(answer, indent=2) + "\n")
     if not answer.get("ok"):

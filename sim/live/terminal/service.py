@@ -11,11 +11,13 @@ finish, and leaves everything still owed in the store for the next start.
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import IO, Callable
 
 from ...core.cards import CardSet
 from ...iso8583.dialect import DEFAULT, Dialect
@@ -24,11 +26,12 @@ from ...profiles import HardwareProfile
 from .ecr import EcrServer
 from .engine import Terminal, TerminalSettings
 from .link import HostLink
-from .store import TerminalStore
+from .store import StoreError, TerminalStore
 
 __all__ = ["ServeOptions", "serve"]
 
 STORE_FILE = "terminal.sqlite"
+LOCK_FILE = "terminal.lock"
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ class ServeOptions:
 async def serve(options: ServeOptions, *, ready: Callable[[Terminal, int], None] | None = None) -> None:
     """Run the live terminal until SIGTERM/SIGINT (see the module notes)."""
     options.state.mkdir(parents=True, exist_ok=True)
+    lock = lock_state(options.state)
     store = TerminalStore(options.state / STORE_FILE)
     s = options.settings
     link = HostLink(
@@ -80,3 +84,25 @@ async def serve(options: ServeOptions, *, ready: Callable[[Terminal, int], None]
         await ecr.close()
         await terminal.shutdown()
         store.close()
+        lock.close()
+
+
+def lock_state(state: Path) -> IO[str]:
+    """Hold an exclusive lock on ``state`` for the life of the process (released by the OS on kill -9).
+
+    Two terminals on one state directory would both forward what is owed and share
+    STANs; the second is refused with the first one's PID.
+    """
+    handle = open(state / LOCK_FILE, "a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "?"
+        handle.close()
+        raise StoreError(f"state directory {state} is in use by another terminal process (pid {holder})") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
