@@ -37,7 +37,7 @@ class Lab:
         self.procs: list[ServerProcess] = []
 
     def host(self, port: int = 0, *extra: str) -> ServerProcess:
-        proc = start(["host", "--state", str(self.tmp / "host-state"), "--journal", str(self.tmp / "journal.jsonl"),
+        proc = start(["host", "--admin-port", "0", "--state", str(self.tmp / "host-state"), "--journal", str(self.tmp / "journal.jsonl"),
                       *extra], port=port, log_dir=self.tmp)
         self.procs.append(proc)
         return proc
@@ -227,6 +227,12 @@ def test_settlement_matches_and_mismatch_writes_the_upload(lab: Lab) -> None:
     assert [(m.mti, m.stan, m.amount, m.response_code) for m in upload] == [("0220", offline["stan"], 250, offline["arc"])]
     assert ecr(term, {"cmd": "close_batch"})["outcome"] == "closed"
     term.stop()
+    # the advice the host acknowledged without booking is money lost, and the verdict command says so
+    verdict = subprocess.run([sys.executable, "-m", "sim.cli", "ecr", "verdict", "--state", str(lab.tmp / "term"),
+                              "--host-admin", str(host.admin_port), "--json"], capture_output=True, text=True, timeout=60)
+    assert verdict.returncode == 1, verdict.stderr
+    lost = json.loads(verdict.stdout)["lost"]
+    assert [(f["stan"], f["booked"]) for f in lost] == [(offline["stan"], 0)], lost
     db = sqlite3.connect(lab.tmp / "term" / "terminal.sqlite")
     assert db.execute("SELECT COUNT(*) FROM batches").fetchone()[0] == 2
 

@@ -70,7 +70,7 @@ def test_kill_minus_nine_during_offline_and_online_bursts(tmp_path: Path) -> Non
         return proc
 
     def host(port: int = 0) -> ServerProcess:
-        proc = start(["host", "--state", str(tmp_path / "host")], port=port, log_dir=tmp_path)
+        proc = start(["host", "--admin-port", "0", "--state", str(tmp_path / "host")], port=port, log_dir=tmp_path)
         procs.append(proc)
         return proc
 

@@ -42,7 +42,7 @@ class Live:
     balances: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def start_host(self) -> None:
-        self.host = start(["host", "--state", str(self.tmp / "host")], port=self.host_port, log_dir=self.tmp)
+        self.host = start(["host", "--admin-port", "0", "--state", str(self.tmp / "host")], port=self.host_port, log_dir=self.tmp)
         self.procs.append(self.host)
         self.host_port = self.host.port
         for rule in self.rules:

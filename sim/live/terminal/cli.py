@@ -196,3 +196,31 @@ def _simple(name: str, doc: str):  # noqa: ANN202 - a typer command factory
 
 ecr_app.command("status")(_simple("status", "The terminal's state: link, owed messages, batch, STAN."))
 ecr_app.command("echo")(_simple("echo", "An 0800 echo test from the terminal to its host."))
+
+
+@ecr_app.command("verdict")
+def verdict_command(
+    state: Path = typer.Option(..., "--state", help="The terminal's state directory."),
+    host_admin: int = typer.Option(..., "--host-admin", min=1, max=65535, help="Admin port of the possim host."),
+    terminal_id: Optional[str] = typer.Option(None, "--terminal-id", help="Only this terminal's bookings (DE41)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the verdict as JSON."),
+) -> None:
+    """Judge the terminal's history (its state directory) against what the host booked: lost, doubled, unexpected."""
+    from ..admin import admin_call_sync
+    from .service import STORE_FILE
+    from .verdict import judge
+
+    if not (state / STORE_FILE).exists():
+        raise _bad("--state", f"{state} holds no terminal store ({STORE_FILE})")
+    try:
+        answer = admin_call_sync(host_admin, {"cmd": "booked"})
+    except (OSError, ValueError) as exc:
+        err.print(f"[red]possim ecr verdict: host admin 127.0.0.1:{host_admin}: {exc}[/red]", soft_wrap=True)
+        raise typer.Exit(2) from None
+    if not answer.get("ok"):
+        err.print(f"[red]possim ecr verdict: host admin answered {answer}[/red]", soft_wrap=True)
+        raise typer.Exit(2)
+    verdict = judge(state, answer["booked"], terminal_id)
+    sys.stdout.write((json.dumps(verdict.to_dict(), indent=2) if as_json else verdict.pretty()) + "\n")
+    if not verdict.ok:
+        raise typer.Exit(1)
