@@ -127,3 +127,11 @@ def test_issuer_outage_stand_in_and_pcap_survive_a_restart(tmp_path):
         assert booked == [5, 1000, 2000]  # both stand-in approvals reached the issuer once
     finally:
         assert again.stop() == 0, again.output()
+
+
+def test_bad_rules_file_stops_the_start_naming_file_rule_and_key(tmp_path):
+    bad = tmp_path / "rules.toml"
+    bad.write_text('[[rules]]\nname = "x"\naction = "respond"\ncode = "5"\n')
+    with pytest.raises(process.ProcessError) as err:
+        process.start(["host", "--rules", str(bad)], log_dir=tmp_path)
+    assert str(bad) in str(err.value) and "rule #1 (x)" in str(err.value) and "'code'" in str(err.value)

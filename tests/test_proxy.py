@@ -220,3 +220,24 @@ def test_bad_toxic_is_refused_naming_the_key(proxy):
     assert not answer["ok"] and "'latency_ms'" in answer["error"]
     answer = admin_call_sync(proxy.admin_port, {"cmd": "add_toxic", "toxic": {"type": "wormhole"}})
     assert not answer["ok"] and "slicer" in answer["error"]
+
+
+def test_upstream_can_be_repointed_while_running(host, proxy, admin):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    admin("upstream", address=f"127.0.0.1:{dead}")
+
+    async def attempt():
+        async with await Client.connect("127.0.0.1", proxy.port, timeout=2) as c:
+            return await c.request(echo(next(STAN), utc_now()))
+
+    try:
+        with pytest.raises(ClientError):
+            asyncio.run(attempt())
+        assert admin("status")["upstream_failures"] >= 1
+    finally:
+        admin("upstream", address=f"127.0.0.1:{host.port}")
+    assert asyncio.run(attempt()).response_code == "00"
