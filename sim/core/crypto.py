@@ -209,7 +209,13 @@ def session_key(icc_mk: bytes, cvn: int, atc: bytes, un: bytes) -> bytes:
     """
     if _cvn(cvn) == 10:
         return icc_mk
-    return _kd.derive_common_sk(icc_mk, bytes(atc) + b"\x00\x00" + bytes(un))
+    return _derive_session_key(icc_mk, bytes(atc) + b"\x00\x00" + bytes(un))
+
+
+@lru_cache(maxsize=4096)
+def _derive_session_key(icc_mk: bytes, diversifier: bytes) -> bytes:
+    """Mastercard SKD, remembered: the card's two GENERATE ACs, the ARQC check and the ARPC all need it."""
+    return _kd.derive_common_sk(icc_mk, diversifier)
 
 
 # Cryptogram data ------------------------------------------------------------------------------
