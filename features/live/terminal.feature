@@ -38,3 +38,15 @@ Feature: The live terminal keeps every offline approval and reversal through out
     And the terminal has delivered everything it owes
     Then the funds of card "healthy" are available again
     And the history checker finds nothing lost or duplicated
+
+  @REV-02
+  Scenario: The host's answer comes after the terminal's timeout: reversed, and the late answer changes nothing
+    Given a possim host process that answers 0200 after 3 seconds
+    And a live terminal process for that host
+    When the cash register makes 1 sale of 60.00 with card "online-only-iac"
+    Then the sale is not approved and a 0400 reversal is owed for it
+    When the terminal has delivered everything it owes
+    And the late answer has arrived
+    Then the terminal ignored 1 late answer
+    And the funds of card "online-only-iac" are available again
+    And the history checker finds nothing lost or duplicated

@@ -98,8 +98,12 @@ def terminal_process(live: Live) -> None:
 
 
 @when(parsers.parse('the cash register makes {count:d} sales of {amount} with card "{label}"'))
+@when(parsers.parse('the cash register makes {count:d} sale of {amount} with card "{label}"'))
 def sales(live: Live, count: int, amount: str, label: str) -> None:
-    minor = parse_amount(amount, CARDS.card(label).currency_info)
+    card = CARDS.card(label)
+    if label not in live.balances and live.host is not None and live.host.alive:
+        live.balances[label] = live.admin("balance", pan=card.pan)
+    minor = parse_amount(amount, card.currency_info)
     for _ in range(count):
         out = live.ecr({"cmd": "sale", "card": label, "amount_minor": minor})
         assert out["ok"], out
@@ -154,6 +158,25 @@ def drained(live: Live) -> None:
 def approved_offline(live: Live, mti: str) -> None:
     assert live.told and all(o["outcome"] == "approved" and o["arc"] in ("Y1", "Y3") and o["stored"] == [mti]
                              for o in live.told), live.told
+
+
+@then(parsers.parse("the sale is not approved and a {mti} reversal is owed for it"))
+def not_approved_reversal_owed(live: Live, mti: str) -> None:
+    (out,) = live.told
+    assert out["outcome"] != "approved" and mti in out["stored"], out
+
+
+@when("the late answer has arrived")
+def late_answer(live: Live) -> None:
+    for _ in range(50):
+        if live.ecr({"cmd": "status"})["late_answers_ignored"]:
+            return
+        time.sleep(0.1)
+
+
+@then(parsers.parse("the terminal ignored {count:d} late answer"))
+def ignored(live: Live, count: int) -> None:
+    assert live.ecr({"cmd": "status"})["late_answers_ignored"] == count
 
 
 @then("the host booked each approved sale exactly once")
