@@ -145,7 +145,11 @@ class _Conn(asyncio.Protocol):
         for frame in frames:
             if self.closing:
                 break
-            self.server._frame(self, frame)
+            try:
+                self.server._frame(self, frame)
+            except Exception as exc:  # noqa: BLE001 - a bug here costs this connection, never the server
+                self.server.counters["core_faults"] += 1
+                self.close(f"internal error on this frame: {type(exc).__name__}: {exc}")
 
     def eof_received(self) -> bool:
         # half-closed by the peer: answers still in flight may go out, then we close
