@@ -122,7 +122,7 @@ def test_online_approval_decline_and_bad_ecr_input(lab: Lab) -> None:
         assert client.call({"cmd": "drain", "timeout": 10})["drained"]
         status = client.call({"cmd": "status"})
         assert (status["rejected_by_host"], status["owed_reversals"]) == (1, 0)
-    term.stop()
+    assert term.stop() == 0  # SIGTERM: a clean exit, everything already stored
     verdict = judge(lab.tmp / "term", booked(host))
     assert [(f.stan, f.detail) for f in verdict.unexpected] == [(sale["stan"], "booked though reversed")]
 
