@@ -109,3 +109,19 @@ def test_json_target_that_is_a_directory_is_refused(tiny: Path, tmp_path: Path) 
 def test_bench_sim_option_errors() -> None:
     assert run("bench", "sim", "--hours", "0").exit_code == 2
     assert run("bench", "sim", "--scale", "-1").exit_code == 2
+
+
+def test_same_seed_same_bytes_across_processes_and_hash_seeds(tiny: Path, tmp_path: Path) -> None:
+    """Nothing in a run may depend on Python's per-process string hashing (set or dict order of str keys)."""
+    import os
+    import subprocess
+    import sys
+
+    outputs = []
+    for hash_seed in ("1", "2"):
+        out = tmp_path / f"r{hash_seed}.json"
+        env = dict(os.environ, PYTHONHASHSEED=hash_seed)
+        subprocess.run([sys.executable, "-m", "sim.cli", "simulate", str(tiny), "--json", str(out), "--quiet"],
+                       check=True, env=env, capture_output=True, timeout=120)
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1]

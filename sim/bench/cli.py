@@ -94,7 +94,8 @@ def sim(
         table.add_row("in-process transactions (kernel + card + host, no simulation)", f"{result.in_process_tps:,.0f}")
         table.add_row("bare SimPy events (env.timeout loop)", f"{result.simpy_events_per_s:,.0f}")
         console.print(table)
-        console.print(f"{result.transactions:,} transactions in {result.cpu_s:.2f} CPU-s; "
+        console.print(f"{result.transactions:,} transactions in {result.cpu_s:.2f} CPU-s, {result.wall_s:.2f} wall-s "
+                      f"({result.simulated_tps_wall:,.0f} per wall-second on this machine's load); "
                       f"simulated / bare SimPy event = {result.ratio:.5f} "
                       f"(one transaction costs {1 / result.ratio:,.0f} bare events)")
         console.print(f"simulation overhead over the decision code: {100 * result.overhead:.0f}%; "
