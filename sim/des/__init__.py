@@ -7,6 +7,7 @@ this package only supplies *time* (arrivals, latency, service, timeouts), *fault
 history the checker reads). Modules:
 
 * :mod:`.scenario` -- TOML scenarios validated with pydantic;
+* :mod:`.population` -- the cardholders: card-set labels cloned into many accounts;
 * :mod:`.link` -- per-terminal latency, Gilbert-Elliott loss, outages;
 * :mod:`.faults` -- the fault schedule as a SimPy process;
 * :mod:`.store` -- the terminal's durable store-and-forward queue;
