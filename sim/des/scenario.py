@@ -182,7 +182,7 @@ class Scenario(_Model):
     seed: int = Field(default=1, ge=0)
     start: datetime = datetime(2026, 11, 27, 8, 0)
     duration_h: float = Field(gt=0, le=24 * 30)
-    drain_h: float = Field(default=1.0, ge=0)
+    drain_h: float = Field(default=1.0, ge=0.05)  # >= 3 minutes: the last customers finish before the run ends
     interval_min: float = Field(default=15.0, gt=0)
     reboot_s: float = Field(default=90.0, ge=0)
     retry_s: float = Field(default=60.0, gt=0)
