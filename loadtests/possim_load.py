@@ -329,10 +329,8 @@ class OutageUser(Iso8583User):
     @task
     def advice_burst(self) -> None:
         requests = self.traffic.advice_burst(self.now(), self.burst)
-        group = Group()
-        for request in requests:
-            group.spawn(self.exchange, request)
-        group.join()
+        burst = [self.lanes.spawn(self.exchange, request) for request in requests]  # killed with the user
+        gevent.joinall(burst)
 
 
 class ArrivalUser(Iso8583User):
