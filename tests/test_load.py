@@ -160,3 +160,20 @@ def test_possim_load_cli_errors_and_summary(host, tmp_path: Path, monkeypatch) -
     assert "Aggregated" in ok.output and "DE39 answered vs expected" in ok.output
     rows = read_stats(tmp_path / "mix_stats.csv")
     assert rows and rows[-1].failures == 0
+
+
+def test_wrong_answers_are_failures_naming_the_codes(tmp_path: Path, monkeypatch) -> None:
+    """A host on the shipped cards (20 approvals a day) answers 65 where 00 is owed."""
+    from sim.live import process
+
+    monkeypatch.setenv("COLUMNS", "200")
+    _register()
+    shipped = process.start(["host"], log_dir=tmp_path)
+    try:
+        out = CliRunner().invoke(app, ["load", "mix", "--target", f"127.0.0.1:{shipped.port}", "--users", "2",
+                                       "--duration", "3", "--out", str(tmp_path / "out")])
+    finally:
+        shipped.stop()
+    assert out.exit_code == 1, out.output
+    assert "DE39 65 (exceeds withdrawal frequency limit), expected 00 (approved) for card" in out.output
+    assert "load card set" in out.output

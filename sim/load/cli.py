@@ -156,6 +156,9 @@ def load_command(
     total = result.total
     files = [f"{plan.csv_prefix}_stats.csv", str(plan.summary_path)] + ([str(plan.html_path)] if plan.html else [])
     console.print("written: " + ", ".join(files))
+    if any(answered in ("65", "51") and expected == "00" for (_, expected, answered) in result.unexpected):
+        console.print("[yellow]approvals answered 65/51: the host's cards have no velocity or balance headroom; "
+                      "run it with the load card set (possim load --write-cards FILE; possim host --cards FILE)[/yellow]")
     if total is not None and total.failures:
         console.print(f"[red]{total.failures:,} of {total.requests:,} requests failed[/red]")
         for error in result.errors[:10]:
