@@ -473,6 +473,18 @@ class Acquirer:
             where = f"DE{exc.field}: " if exc.field and exc.field != "t" else ""
             return self._decide(msg, answer, now, route="acquirer", reason=f"format error: {where}{_scrub(str(exc))}")
 
+    def refuse(self, msg: Message, now: datetime, code: str, reason: str) -> Message:
+        """Answer ``msg`` with ``code`` without routing it: nothing is held, booked or batched.
+
+        The host calls this for what must never reach an issuer, such as a message whose
+        MAC does not verify (63, SEC-01); the refusal goes into the decision log with ``reason``.
+        """
+        try:
+            answer = response(msg, code)
+        except (MessageError, KeyError):
+            answer = _fallback_response(msg, code)
+        return self._decide(msg, answer, now, route="acquirer", reason=reason)
+
     def _decide(
         self,
         msg: Message,

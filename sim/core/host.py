@@ -12,7 +12,17 @@ Configuration is plain data (desmod style), every key optional::
         "settlement": {"cutoff": "23:00"},                             # see Settlement
         "issuer": {"duplicate_window_s": 900, "pin_try_limit": 3,      # every issuer
                    "keep_decisions": 10000},                           # (default: keep all)
+        "mac": {"keys": {"TERM0001": "<32 hex>"},                      # see MacKeys; default:
+                "default_key": "<32 hex>"},                            # the TEST ONLY MAC key
     }
+
+MAC-ing dialects (SEC-01): given a dialect with a ``mac_field`` (``receive`` always has
+one; ``handle`` takes it as a keyword), the host verifies the request's MAC with the key
+of its terminal (DE41) before anything else. A missing, malformed or wrong MAC is
+answered 63, logged in the acquirer's decisions as a security violation, and goes no
+further: no issuer, stand-in or batch sees it. Every answer on such a dialect carries
+the host's MAC under the same key. In-process drivers that exchange messages without
+encoding them (the SimPy world) pass no dialect: there are no bytes to authenticate.
 
 Examples
 --------
@@ -31,6 +41,7 @@ from typing import Any, Mapping
 
 from ..iso8583.dialect import DEFAULT, Dialect
 from ..iso8583.errors import WireError
+from ..iso8583.mac import MacKeys, MacResult, sign, verify
 from ..iso8583.message import Message, parse
 from .acquirer import Acquirer
 from .cards import CardSet, load_cards
@@ -42,7 +53,7 @@ from .standin import StandIn
 DEFAULT_STANDIN_LIMITS = {"EUR": 5000, "USD": 5000, "JPY": 5000, "KWD": 5000}
 """Stand-in approves below 50.00 EUR/USD, 5000 JPY, 5.000 KWD unless configured."""
 
-_SECTIONS = ("acquirer", "standin", "settlement", "issuer")
+_SECTIONS = ("acquirer", "standin", "settlement", "issuer", "mac")
 _ISSUER_KEYS = {"duplicate_window_s": "duplicate_window", "pin_try_limit": "pin_try_limit",
                "keep_decisions": "keep_decisions"}
 
@@ -53,7 +64,7 @@ class Host:
     Parameters
     ----------
     config : mapping, optional
-        Sections ``acquirer``, ``standin``, ``settlement``, ``issuer`` (see the module doc).
+        Sections ``acquirer``, ``standin``, ``settlement``, ``issuer``, ``mac`` (see the module doc).
     cards : CardSet, optional
         The card set; default the shipped one (the virtual cards use the same).
     """
@@ -80,6 +91,8 @@ class Host:
             standin=StandIn(standin),
             settlement=Settlement(config.get("settlement")),
         )
+        self.mac_keys = MacKeys.from_config(config.get("mac"))
+        """Terminal MAC keys by DE41 (default: the TEST ONLY key of :mod:`sim.iso8583.mac`)."""
 
     @property
     def settlement(self) -> Settlement:
@@ -91,9 +104,29 @@ class Host:
         """The scheme stand-in processor and its advice queue."""
         return self.acquirer.standin
 
-    def handle(self, msg: Message, now: datetime) -> Message:
-        """Answer one request (format problems are answered 30, never raised)."""
-        return self.acquirer.handle(msg, now)
+    def handle(self, msg: Message, now: datetime, dialect: Dialect | None = None, *, raw: bytes | None = None) -> Message:
+        """Answer one request (format problems are answered 30, never raised).
+
+        With a ``dialect`` that MACs, the request's MAC is checked first (63 when it does
+        not verify, nothing booked) and the answer comes back signed; see the module doc.
+        ``raw``, the frame ``msg`` was decoded from, makes the check cover those exact
+        bytes (drivers that decoded a frame themselves should pass it).
+        """
+        if dialect is None or dialect.mac_field is None:
+            return self.acquirer.handle(msg, now)
+        key = self.mac_keys.key_for(msg.fields.get("41"))
+        check = verify(msg, dialect, key, raw=raw)
+        if check is MacResult.VALID:
+            answer = self.acquirer.handle(msg, now)
+        else:
+            reason = f"security violation: {check.value} (DE{dialect.mac_field}, {dialect.name})"
+            answer = self.acquirer.refuse(msg, now, "63", reason)
+        if key is None:
+            return answer
+        try:
+            return sign(answer, dialect, key)
+        except WireError:
+            return answer  # it will not encode either; the driver drops it as for any such answer
 
     def receive(self, raw: bytes, now: datetime, dialect: Dialect = DEFAULT) -> bytes | None:
         """Answer one frame's bytes with bytes.
@@ -106,7 +139,7 @@ class Host:
             fields = dialect.decode(raw)
         except WireError:
             return None
-        answer = self.handle(Message(fields), now)
+        answer = self.handle(Message(fields), now, dialect, raw=raw)
         try:
             return answer.encode(dialect)
         except WireError:
@@ -114,7 +147,7 @@ class Host:
 
     def receive_message(self, raw: bytes, now: datetime, dialect: Dialect = DEFAULT) -> Message:
         """Like :meth:`receive` for callers holding messages: strict parse, then answer."""
-        return self.handle(parse(raw, dialect), now)
+        return self.handle(parse(raw, dialect), now, dialect, raw=raw)
 
     def batch_upload(self, terminal_id: str, messages: list[Message], now: datetime) -> UploadResult:
         """Accept a terminal's batch upload after a 0510 95 (SET-01).
