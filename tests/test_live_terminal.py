@@ -215,7 +215,7 @@ def test_settlement_matches_and_mismatch_writes_the_upload(lab: Lab) -> None:
     host.stop()
     with EcrClient(term.port) as client:
         offline = client.call({"cmd": "sale", "card": "offline-only-iac", "amount_minor": 250})
-        assert offline["stored"] == ["0220"]
+        assert offline["outcome"] == "approved" and offline["stored"][-1] == "0220", offline
     host = lab.host(host.port)
     # the host acknowledges the advice without booking it: its totals now miss one
     admin(host, "add_rule", rule={"mti": "0220", "action": "respond", "code": "00", "core": False})

@@ -47,7 +47,8 @@ def test_slicer_outage_and_resets_lose_nothing(tmp_path: Path) -> None:
             _admin(proxy, "down")
             for minor in (120, 130, 140):
                 out = client.call({"cmd": "sale", "card": "offline-only-iac", "amount_minor": minor})
-                assert out["outcome"] == "approved" and out["stored"] == ["0220"], out
+                # the first may go out on the link the proxy is resetting: then a reversal is owed too
+                assert out["outcome"] == "approved" and out["stored"] in (["0220"], ["0400", "0220"]), out
                 told.append(out)
             _admin(proxy, "add_toxic", toxic={"type": "reset_peer", "timeout_ms": 60, "toxicity": 0.5,
                                                "stream": "upstream"})
