@@ -47,12 +47,13 @@ def summary_table(result: LoadResult) -> Table:
     plan = result.plan
     table = Table(title=f"possim load {plan.shape}: {plan.target[0]}:{plan.target[1]}, {plan.users} users, "
                         f"{plan.duration:g} s" + (f", {plan.processes} worker processes" if plan.processes else ""))
+    table.caption = "latency percentiles and max in ms"
     for col, justify in (("MTI", "left"), ("kind", "left"), ("requests", "right"), ("failures", "right"), ("req/s", "right"),
-                         ("p50 ms", "right"), ("p95 ms", "right"), ("p99 ms", "right"), ("max ms", "right")):
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+                         ("p50", "right"), ("p95", "right"), ("p99", "right"), ("max", "right")):
+        table.add_column(col, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for row in result.stats:
         style = "bold" if row.name == "Aggregated" else None
-        table.add_row(row.type, row.name, f"{row.requests:,}", f"{row.failures:,}", f"{row.rps:,.1f}", f"{row.median_ms:g}",
+        table.add_row(row.type, row.name, f"{row.requests:,}", f"{row.failures:,}", f"{row.rps:,.0f}", f"{row.median_ms:g}",
                       f"{row.p95_ms:g}", f"{row.p99_ms:g}", f"{row.max_ms:,.0f}", style=style)
     return table
 
