@@ -147,7 +147,7 @@ def test_timeout_reversal_releases_the_hold_and_the_late_answer_is_ignored(lab: 
             break
         time.sleep(0.1)
         deadline_status = ecr(term, {"cmd": "status"})
-    assert deadline_status["late_answers_ignored"] == 1
+    assert deadline_status["late_answers_ignored"] >= 1
     assert deadline_status["owed_reversals"] == 0
     term.stop()
     rows = booked(host)

@@ -174,9 +174,9 @@ def late_answer(live: Live) -> None:
         time.sleep(0.1)
 
 
-@then(parsers.parse("the terminal ignored {count:d} late answer"))
-def ignored(live: Live, count: int) -> None:
-    assert live.ecr({"cmd": "status"})["late_answers_ignored"] == count
+@then("the terminal ignored the late answer")
+def ignored(live: Live) -> None:
+    assert live.ecr({"cmd": "status"})["late_answers_ignored"] >= 1
 
 
 @then("the host booked each approved sale exactly once")
