@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 import time
 from dataclasses import dataclass, replace
@@ -47,6 +48,8 @@ from .outcome import history_events, record_of
 from .store import TerminalStore
 
 __all__ = ["Terminal", "TerminalSettings", "TYPES"]
+
+log = logging.getLogger("possim.terminal")
 
 TYPES = {"sale": "00", "cash": "01", "cashback": "09", "refund": "20"}
 """ECR transaction types and their 9C / DE3 codes."""
@@ -266,6 +269,16 @@ class Terminal:
         return message
 
     async def _forward_loop(self) -> None:
+        while True:
+            try:
+                await self._forward()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - forwarding must outlive any one failure (a full disk...)
+                log.exception("forwarding failed; trying again")
+                await self._pause(self.settings.backoff_max)
+
+    async def _forward(self) -> None:
         delay = self.settings.backoff
         while True:
             owed = self.store.owed()
@@ -328,7 +341,12 @@ class Terminal:
             await asyncio.sleep(interval)
             quiet = self.link.last_answer_at is None or time.monotonic() - self.link.last_answer_at >= interval
             if quiet and self.link.ready_now():
-                await self.echo()
+                try:
+                    await self.echo()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # noqa: BLE001 - the keep-alive must outlive any one failure
+                    log.exception("keep-alive echo failed")
 
     async def echo(self) -> dict[str, Any]:
         """An 0800 echo test (DE70 301): the host's DE39, or the error."""
