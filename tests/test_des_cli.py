@@ -85,6 +85,7 @@ def test_replications_report_means_with_confidence_intervals(tiny: Path, tmp_pat
         (["simulate", "default", "--seed", "-1"], "--seed"),
         (["simulate", "default", "--replications", "0"], "--replications"),
         (["simulate", "default", "--scale", "0"], "--scale"),
+        (["simulate", "default", "--replications", "2", "--plot", "x.png"], "plots are of one run"),
     ],
 )
 def test_bad_arguments_are_refused_with_exit_2(args: list[str], words: str) -> None:

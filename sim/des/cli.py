@@ -50,7 +50,7 @@ def summary_table(report: dict[str, Any], title: str) -> Table:
 
 
 def simulate_command(
-    scenario: str = typer.Argument("default", help=f"Shipped scenario name or a TOML file."),
+    scenario: str = typer.Argument("default", help=f"Shipped scenario ({', '.join(list_scenarios())}) or a TOML file."),
     seed: Optional[int] = typer.Option(None, "--seed", min=0, help="Seed (default: the scenario's)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the JSON report here."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write the PNG plots here (FILE.png)."),
@@ -69,6 +69,8 @@ def simulate_command(
     for target, name in ((json_out, "--json"), (plot, "--plot")):
         if target is not None and target.exists() and target.is_dir():
             raise _bad(name, f"{target} is a directory; give a file name")
+    if plot is not None and replications > 1:
+        raise _bad("--plot", "plots are of one run; use --plot without --replications")
     run_seed = chosen.seed if seed is None else seed
 
     if replications > 1:

@@ -49,7 +49,8 @@ def _shade(ax: Any, scenario: Scenario, seen: set[str]) -> None:
     for fault in scenario.faults:
         label = fault.kind.replace("_", " ") if fault.kind not in seen else None
         seen.add(fault.kind)
-        ax.axvspan(fault.start_h, fault.end_h, color=_FAULT_COLOURS.get(fault.kind, "grey"), alpha=0.15, label=label)
+        ax.axvspan(fault.start_h, fault.end_h, color=_FAULT_COLOURS.get(fault.kind, "grey"), alpha=0.15, label=label,
+                   zorder=0)
 
 
 def plot_report(report: dict[str, Any], cdf: Sequence[tuple[int, float]], scenario: Scenario, path: Path) -> list[Path]:
@@ -61,7 +62,7 @@ def plot_report(report: dict[str, Any], cdf: Sequence[tuple[int, float]], scenar
     bottom = [0] * len(timeline)
     for group in GROUPS:
         values = [sum(n for code, n in b["outcomes"].items() if group_of(code) == group) for b in timeline]
-        ax1.bar(hours, values, width=width, bottom=bottom, align="edge", color=_COLOURS[group], label=group)
+        ax1.bar(hours, values, width=width, bottom=bottom, align="edge", color=_COLOURS[group], label=group, zorder=2)
         bottom = [a + b for a, b in zip(bottom, values)]
     seen: set[str] = set()
     _shade(ax1, scenario, seen)
@@ -70,7 +71,7 @@ def plot_report(report: dict[str, Any], cdf: Sequence[tuple[int, float]], scenar
                   f"reconciliation {'OK' if report['reconciliation']['ok'] else 'FAILED'}")
     ax1.legend(loc="upper left", fontsize="small", ncol=2)
 
-    ax2.step(hours, [b["backlog"] for b in timeline], where="post", color="#264653", label="owed to the host")
+    ax2.step(hours, [b["backlog"] for b in timeline], where="post", color="#264653", label="owed to the host", zorder=2)
     _shade(ax2, scenario, set())
     ax2.set_ylabel("store-and-forward backlog")
     ax2.set_xlabel("hours from the start")
