@@ -18,17 +18,16 @@ __all__ = ["Bucket", "Metrics"]
 
 @dataclass(slots=True)
 class Bucket:
-    """One reporting interval: outcomes by ARC, the estate's store backlog at its end, faults active."""
+    """One reporting interval: outcomes by ARC and the estate's store backlog at its end."""
 
     start_s: float
     outcomes: Counter = field(default_factory=Counter)
     backlog: int = 0
-    faults: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values for the JSON report (keys sorted for byte-identical output)."""
         return {"start_s": round(self.start_s, 3), "outcomes": dict(sorted(self.outcomes.items())),
-                "backlog": self.backlog, "faults": sorted(set(self.faults))}
+                "backlog": self.backlog}
 
 
 class Metrics:
