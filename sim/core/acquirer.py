@@ -224,8 +224,26 @@ def _txn_key(msg: Message) -> tuple[str, str, str]:
     return (msg.terminal_id or "", msg.stan or "", msg.transmitted or "")
 
 
-def _content(msg: Message) -> dict[str, str]:
-    return {k: v for k, v in msg.fields.items() if k not in ("p", "1")}
+_NOT_KEPT = ("p", "1", "35", "45", "52")
+"""Left out of what the duplicate check remembers: bitmaps, track 2, track 1, PIN block."""
+_TRACK_TAGS = frozenset({"56", "57", "9F1F", "9F20", "9F6B"})
+"""DE55 tags holding track data."""
+
+
+def _content(msg: Message) -> dict[str, Any]:
+    """What the duplicate check remembers of a request for the window (REV-03).
+
+    Never track data or a PIN block (SEC-03): they are not kept after the authorization
+    that used them. Track 2 is remembered by its PAN only. A repeat that differs from
+    the original in nothing but those gets the original answer, which REV-03 allows.
+    """
+    fields = msg.fields
+    out: dict[str, Any] = {k: v for k, v in fields.items() if k not in _NOT_KEPT}
+    if "35" in fields:
+        out["35"] = msg.pan
+    if "55" in fields and not _TRACK_TAGS.isdisjoint(msg.icc):
+        out["55"] = {t: v for t, v in msg.icc.items() if t not in _TRACK_TAGS}
+    return out
 
 
 def _scrub(text: str) -> str:
@@ -326,7 +344,7 @@ class Acquirer:
         self._terminals: dict[str, str] = {}
         self._routed: dict[tuple[str, str, str], str] = {}
         self.duplicate_window = timedelta(seconds=int(cfg["duplicate_window_s"]))
-        self._answers: dict[tuple[str, str, str], tuple[dict[str, str], Message, Decision]] = {}
+        self._answers: dict[tuple[str, str, str], tuple[dict[str, Any], Message, Decision]] = {}
         self._last: Decision | None = None
         self._answered_at: deque[tuple[datetime, tuple[str, str, str]]] = deque()
 
