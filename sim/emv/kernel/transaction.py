@@ -212,6 +212,8 @@ class Transaction:
         self.amount = amount
         self.amount_other = amount_other
         self.when = when
+        self._date_bcd = bytes.fromhex(when.strftime("%y%m%d"))  # 9A, 9F21: fixed for the transaction,
+        self._time_bcd = bytes.fromhex(when.strftime("%H%M%S"))  # formatted once, not per DOL
         self.unpredictable_number = bytes(unpredictable_number)
         self.transaction_type = transaction_type
         self.force_online = force_online
@@ -295,8 +297,8 @@ class Transaction:
             "9F1A": _bcd(self.config.country, 2),
             "5F2A": _bcd(self._numeric_currency, 2),
             "5F36": _bcd(self.currency.exponent, 1),
-            "9A": bytes.fromhex(self.when.strftime("%y%m%d")),
-            "9F21": bytes.fromhex(self.when.strftime("%H%M%S")),
+            "9A": self._date_bcd,
+            "9F21": self._time_bcd,
             "9C": _bcd(self.transaction_type, 1),
             "9F37": self.unpredictable_number,
             "9F35": _bcd(self.config.terminal_type, 1),
