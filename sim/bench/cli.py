@@ -39,6 +39,29 @@ def codec(
         raise typer.Exit(1)
 
 
+@bench_app.command("core")
+def core(
+    operations: int = typer.Option(300, min=20, help="Messages per timed round."),
+    transactions: int = typer.Option(100, min=10, help="Whole chip transactions per timed round."),
+    rounds: int = typer.Option(5, min=1, help="Interleaved rounds; the best of each path counts."),
+    as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+) -> None:
+    """CPU us per operation of the sans-IO core (host.handle, parse, a whole chip transaction) beside bare pyiso8583."""
+    from .core import run as run_core
+
+    result = run_core(operations, rounds, transactions)
+    if as_json:
+        console.print_json(json.dumps(result.as_dict()))
+        return
+    table = Table(title=f"possim bench core ({rounds} rounds, best round, CPU time)")
+    table.add_column("operation")
+    table.add_column("CPU us/op", justify="right")
+    table.add_column("x baseline", justify="right")
+    for name, us in result.us.items():
+        table.add_row(name, f"{us:,.1f}", f"{result.ratio(name):.2f}")
+    console.print(table)
+
+
 @bench_app.command("host")
 def host(
     connections: int = typer.Option(32, min=1, max=1000, help="Connections, one request in flight on each."),
