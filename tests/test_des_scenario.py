@@ -90,6 +90,7 @@ def test_unknown_profile_lists_shipped_profiles() -> None:
         ({"duration_h": -1}, "duration_h", "greater than 0"),
         ({"traffic": {"rate_per_hour": 5, "amount": {"min": 500, "max": 100}}}, "traffic.amount", "below min"),
         ({"cards": {"mix": []}}, "cards.mix", "at least 1"),
+        ({"host": {"cutoff": "25:00"}}, "host.cutoff", "HH:MM"),
     ],
 )
 def test_rule_breaks_are_named(patch: dict, key: str, words: str) -> None:

@@ -208,3 +208,16 @@ def test_shipped_faulty_scenarios_reconcile_when_shortened(name: str) -> None:
     world, report = simulate(scenario, estate_scale=0.06)
     assert report["reconciliation"]["ok"], report["reconciliation"]["findings"]
     assert report["transactions"] > 0 and world.backlog == 0
+
+
+def test_an_undersized_issuer_queues_requests_past_the_timeout() -> None:
+    """Host capacity is a SimPy Resource: one slow issuer server makes requests wait, then time out."""
+    fast = small(hours=0.5, drain=0.5, estate=[{"profile": "countertop-ethernet", "count": 6}])
+    slow = small(hours=0.5, drain=0.5, estate=[{"profile": "countertop-ethernet", "count": 6}],
+                 host={"issuer_capacity": 1, "issuer_service_ms": 8000})
+    fast_world, fast_report = simulate(fast)
+    slow_world, slow_report = simulate(slow)
+    assert fast_world.metrics.timeouts == 0
+    assert slow_report["latency_ms"]["p50"] > 5 * fast_report["latency_ms"]["p50"]
+    assert slow_world.metrics.timeouts > 0 and slow_report["reversals"]["sent"] >= slow_world.metrics.timeouts
+    assert slow_report["reconciliation"]["ok"]

@@ -129,12 +129,29 @@ class Traffic(_Model):
 
 
 class HostSizing(_Model):
-    """The host as a server: parallel capacity, service time, stand-in limits, cut-off."""
+    """The host as servers: the acquirer's capacity and service time, then each issuer's; stand-in; cut-off.
+
+    Every message queues for one of the acquirer's ``capacity`` servers (exponential
+    service of mean ``service_ms``); messages that reach an issuer (card transactions,
+    advices, reversals) then queue for one of that issuer's ``issuer_capacity`` servers
+    (mean ``issuer_service_ms``; 0 skips the stage). Only the time is modelled here:
+    the decision is the host core's, made when both stages are done.
+    """
 
     capacity: int = Field(default=8, ge=1)
     service_ms: float = Field(default=40.0, ge=0)
+    issuer_capacity: int = Field(default=16, ge=1)
+    issuer_service_ms: float = Field(default=0.0, ge=0)
     standin_limits: dict[str, int] | None = None
     cutoff: str = "23:00"
+
+    @field_validator("cutoff")
+    @classmethod
+    def _hhmm(cls, value: str) -> str:
+        hh, sep, mm = value.partition(":")
+        if not (sep and hh.isdigit() and mm.isdigit() and int(hh) < 24 and int(mm) < 60 and len(mm) == 2):
+            raise ValueError("must be HH:MM (24-hour clock), e.g. '23:00'")
+        return value
 
 
 class Fault(_Model):

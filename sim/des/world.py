@@ -103,6 +103,9 @@ class World:
         self.host = Host(self._host_config(), cards=self.population.cards)
         self.capacity = simpy.Resource(self.env, scenario.host.capacity)
         self.service_s = scenario.host.service_ms / 1000.0
+        self.issuer_service_s = scenario.host.issuer_service_ms / 1000.0
+        self.issuer_capacity = {issuer.id: simpy.Resource(self.env, scenario.host.issuer_capacity)
+                                for issuer in self.population.cards.issuers}
         self._host_rng = random.Random(rng.getrandbits(64))
         self.cutoffs = self._cutoffs()
         self._history: list[tuple] = []
@@ -168,6 +171,11 @@ class World:
             yield slot
             if self.service_s > 0:
                 yield env.timeout(self._host_rng.expovariate(1.0 / self.service_s))
+            issuer = self._issuer_stage(msg)
+            if issuer is not None:
+                with issuer.request() as issuer_slot:
+                    yield issuer_slot
+                    yield env.timeout(self._host_rng.expovariate(1.0 / self.issuer_service_s))
             answer = self.host.handle(msg, self.clock())
         back = terminal.link.transit()
         if back is None:
@@ -177,6 +185,14 @@ class World:
             self.metrics.late_answers += 1
             return
         reply.succeed(answer)
+
+    def _issuer_stage(self, msg: Message) -> simpy.Resource | None:
+        """The issuer servers a message queues for after the acquirer's, or ``None`` (no issuer stage)."""
+        if self.issuer_service_s <= 0:
+            return None
+        pan = msg.fields.get("2")
+        config = self.population.cards.issuer_for_pan(pan) if pan else None
+        return self.issuer_capacity[config.id] if config is not None else None
 
     def note(self, kind: str, msg: Message) -> None:
         """One history event about the attempt ``msg`` is (kept as a tuple until the check)."""
