@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from sim.core.settlement import BatchState, Settlement, Totals
 from sim.iso8583.errors import MessageError
-from sim.iso8583.message import Message, advice, financial_request, reconciliation_request, repeat, reversal
+from sim.iso8583.message import Message, OriginalData, advice, financial_request, reconciliation_request, repeat, reversal
 
 PAN = "4761739001010010"
 DAY = datetime(2026, 11, 22, 10, 0, 0)
@@ -198,6 +198,50 @@ def test_authorizations_can_be_left_out_of_the_batch() -> None:
     auth = sale(1, 1000).replace(t="0100")
     assert Settlement().record(auth, "00", DAY) is not None
     assert Settlement({"capture_authorizations": False}).record(auth, "00", DAY) is None
+
+
+def completion(auth: Message, stan: int, amount: int) -> Message:
+    """The 0220 a dual-message terminal sends to capture ``auth``, DE90 naming it."""
+    return advice(
+        response_code="00", pan=PAN, amount=amount, currency="978", stan=stan, transmitted="1122100500",
+        terminal_id="TERM0001", entry_mode="012",
+        extra={"90": OriginalData(auth.mti, auth.stan or "", auth.transmitted or "").encode()},
+    )
+
+
+def test_a_completion_captures_its_authorization_once_at_the_captured_amount() -> None:
+    s = Settlement()
+    auth = sale(1, 4000).replace(t="0100")
+    s.record(auth, "00", DAY)
+    done = completion(auth, 2, 3500)
+    captured = s.record(done, "00", DAY)
+    assert captured is not None and captured.amount == 3500 and captured.stan == "000001"
+    assert s.record(repeat(done), "00", DAY) is None  # 0221 of the completion
+    assert s.totals("TERM0001", "978") == Totals(debits_count=1, debits_amount=3500)
+    terminal = eod(Totals(debits_count=1, debits_amount=3500))
+    assert s.reconcile(terminal, DAY).response_code == "00"
+
+
+def test_a_completion_can_be_reversed_and_uploaded_without_counting_twice() -> None:
+    s = Settlement()
+    auth = sale(1, 4000).replace(t="0100")
+    s.record(auth, "00", DAY)
+    done = completion(auth, 2, 4000)
+    s.record(done, "00", DAY)
+    assert s.upload("TERM0001", [auth, done], DAY).known == 2
+    s2 = Settlement()
+    s2.record(auth, "00", DAY)
+    s2.record(done, "00", DAY)
+    assert s2.reverse(reversal(done, stan=3, transmitted="1122100600"), DAY).effective == 0  # type: ignore[union-attr]
+    assert s2.totals("TERM0001", "978") == Totals()
+
+
+def test_a_completion_without_a_counted_authorization_counts_on_its_own() -> None:
+    s = Settlement({"capture_authorizations": False})
+    auth = sale(1, 4000).replace(t="0100")
+    assert s.record(auth, "00", DAY) is None
+    assert s.record(completion(auth, 2, 4000), "00", DAY) is not None
+    assert s.totals("TERM0001", "978") == Totals(debits_count=1, debits_amount=4000)
 
 
 def test_config_errors_name_the_key() -> None:

@@ -22,6 +22,9 @@ Rules, each chosen so a transaction is counted once and only once:
   terminal removes reversed transactions from its totals, so the host does too. Once the
   batch is settled, the reversal becomes an opposite entry (kind flipped) in the current
   batch. The amount reversed is the reversal's DE4, capped at what is left of the original.
+* A completion (an 0220 whose DE90 names an approved 0100 already counted) captures that
+  authorization: the entry takes the completion's amount and is not counted a second time.
+  The terminal counts a dual-message sale once, at the amount it captured; so does the host.
 * Processing codes 20, 21, 22 and 28 (refund, deposit, credit adjustment, payment) are
   credits; every other approved transaction is a debit.
 * Only masked PANs are kept: settlement needs no card data.
@@ -291,6 +294,9 @@ class Settlement:
         self._entries: dict[TxnKey, Entry] = {}
         self._batches: dict[tuple[str, str], list[_Batch]] = {}
         self._reversals: set[TxnKey] = set()
+        self._authorizations: set[TxnKey] = set()
+        self._completions: dict[TxnKey, TxnKey] = {}
+        """Completion key -> the authorization key its entry is kept under."""
         self.reconciliations: list[Reconciliation] = []
         """Every 0500 outcome, in arrival order."""
 
@@ -339,11 +345,15 @@ class Settlement:
         if mti in ("0100", "0120") and not self._capture_auth:
             return None
         key = _key(request)
-        if key in self._entries:
+        if key in self._entries or key in self._completions:
             return None
         amount, cur = request.amount, request.currency
         if amount is None or cur is None:
             raise MessageError(f"{request.mti}: settlement needs DE4 and DE49", field="4" if amount is None else "49")
+        if mti == "0220":
+            captured = self._complete(key, request, amount)
+            if captured is not None:
+                return captured
         batch = self._open(key[0], cur, now)
         kind = "credit" if (request.processing_code or "00")[:2] in CREDIT_PROCESSING_CODES else "debit"
         entry = Entry(
@@ -353,7 +363,26 @@ class Settlement:
         )
         self._entries[key] = entry
         batch.keys.append(key)
+        if mti in ("0100", "0120"):
+            self._authorizations.add(key)
         return entry
+
+    def _complete(self, key: TxnKey, completion: Message, amount: int) -> Entry | None:
+        """Capture the counted authorization ``completion``'s DE90 names; ``None`` if it names none."""
+        original = completion.original
+        if original is None:
+            return None
+        auth_key = (key[0], original.stan, original.transmitted)
+        if auth_key not in self._authorizations:
+            return None
+        self._authorizations.discard(auth_key)
+        self._completions[key] = auth_key
+        authorized = self._entries[auth_key]
+        if self._batch(authorized).state.settled:
+            return None  # settled at the authorized amount with the terminal already
+        captured = replace(authorized, amount=amount, source="completion")
+        self._entries[auth_key] = captured
+        return captured
 
     def reverse(self, reversal: Message, now: datetime) -> Entry | None:
         """Apply an acknowledged reversal (0400/0420 or a repeat) to its original, once.
@@ -371,7 +400,8 @@ class Settlement:
         if original is None:
             raise MessageError(f"{reversal.mti}: DE90 (original data) is missing", field="90")
         self._reversals.add(rkey)
-        entry = self._entries.get((rkey[0], original.stan, original.transmitted))
+        okey = (rkey[0], original.stan, original.transmitted)
+        entry = self._entries.get(self._completions.get(okey, okey))
         if entry is None or entry.effective <= 0:
             return None
         amount = min(reversal.amount if reversal.amount else entry.effective, entry.effective)
@@ -476,7 +506,7 @@ class Settlement:
             code = msg.response_code or "00"
             if code not in APPROVED_CODES:
                 skipped += 1
-            elif _key(msg) in self._entries:
+            elif _key(msg) in self._entries or _key(msg) in self._completions:
                 known += 1
             else:
                 entry = self.record(msg, code, now, source="upload")
