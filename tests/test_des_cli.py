@@ -126,3 +126,23 @@ def test_same_seed_same_bytes_across_processes_and_hash_seeds(tiny: Path, tmp_pa
                        check=True, env=env, capture_output=True, timeout=120)
         outputs.append(out.read_bytes())
     assert outputs[0] == outputs[1]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "words", "allowed"),
+    [
+        ('label = "insufficient-funds"', 'label = "platinum"', "cards.mix.1.label", "allowed: healthy"),
+        ('profile = "mobile-3g"', 'profile = "missing/profile.toml"', "estate.1.profile",
+         "shipped profiles: countertop-ethernet"),
+        ('kind = "acquirer_outage"', 'kind = "issuer_down"\nissuer = "bank-of-nowhere"', "faults.0.issuer",
+         "allowed: possim-visa-test"),
+    ],
+)
+def test_scenario_references_are_checked_before_the_run(tmp_path: Path, old: str, new: str, words: str,
+                                                        allowed: str) -> None:
+    bad = tmp_path / "refs.toml"
+    assert old in TINY
+    bad.write_text(TINY.replace(old, new), encoding="utf-8")
+    result = run("simulate", str(bad), "--quiet")
+    assert result.exit_code == 2, result.output
+    assert words in flat(result.output) and allowed in flat(result.output)

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .scenario import ScenarioError, list_scenarios, load_scenario
+from .scenario import ScenarioError, check_references, list_scenarios, load_scenario
 
 console = Console()
 
@@ -62,8 +62,9 @@ def simulate_command(
     """Simulate an estate of terminals under the scenario's faults; report outcomes and the reconciliation verdict."""
     try:
         chosen = load_scenario(scenario)
+        check_references(chosen, scenario)
     except ScenarioError as exc:
-        raise _bad("SCENARIO", f"{exc} (shipped: {', '.join(list_scenarios())})") from None
+        raise _bad("SCENARIO", str(exc)) from None
     if plot is not None and plot.suffix.lower() != ".png":
         raise _bad("--plot", f"{plot} must end in .png")
     for target, name in ((json_out, "--json"), (plot, "--plot")):

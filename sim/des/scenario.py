@@ -24,7 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..profiles import list_profiles
 
-__all__ = ["FAULT_KINDS", "SCENARIO_DIR", "Scenario", "ScenarioError", "list_scenarios", "load_scenario", "parse_scenario"]
+__all__ = ["FAULT_KINDS", "SCENARIO_DIR", "Scenario", "ScenarioError", "check_references", "list_scenarios",
+           "load_scenario", "parse_scenario"]
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 """Where the shipped scenarios live."""
@@ -290,3 +291,32 @@ def load_scenario(name_or_path: str | Path = "default") -> Scenario:
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{source}: not valid TOML: {exc}", path=source) from None
     return parse_scenario(data, source)
+
+
+def check_references(scenario: Scenario, source: str = "<scenario>") -> None:
+    """Check what a scenario names outside itself: profile files, card labels, issuers.
+
+    A profile given as a path must load; every card label must be in the card set;
+    an ``issuer_down`` must name an issuer of it. :class:`ScenarioError` names the key.
+
+    >>> check_references(load_scenario("default"))
+    """
+    from ..core.cards import load_cards
+    from ..profiles import ProfileError, load_profile
+
+    for i, entry in enumerate(scenario.estate):
+        try:
+            load_profile(entry.profile)
+        except (ProfileError, OSError) as exc:
+            raise ScenarioError(f"{source}: key 'estate.{i}.profile': {exc}", path=source,
+                                key=f"estate.{i}.profile") from None
+    cards = load_cards()
+    for i, item in enumerate(scenario.cards.mix):
+        if item.label not in cards.labels:
+            raise ScenarioError(f"{source}: key 'cards.mix.{i}.label': value {item.label!r} is not in the card set; "
+                                f"allowed: {', '.join(cards.labels)}", path=source, key=f"cards.mix.{i}.label")
+    issuers = [issuer.id for issuer in cards.issuers]
+    for i, fault in enumerate(scenario.faults):
+        if fault.kind == "issuer_down" and fault.issuer not in issuers:
+            raise ScenarioError(f"{source}: key 'faults.{i}.issuer': value {fault.issuer!r} is not an issuer of the "
+                                f"card set; allowed: {', '.join(issuers)}", path=source, key=f"faults.{i}.issuer")
