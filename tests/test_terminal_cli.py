@@ -51,6 +51,22 @@ def test_host_down_decides_offline(runner: CliRunner) -> None:
     assert (out["arc"] == "Y3") == (out["outcome"] == "approved")
 
 
+def test_qr_wallet_is_online_only_and_needs_a_scanner(runner: CliRunner) -> None:
+    online = _run(runner, "--card", "healthy", "--amount", "12.34", "--profile", "mobile-3g", "--method", "qr")
+    assert (online["outcome"], online["arc"], online["entry_mode"][:2], online["messages"]) == ("approved", "00", "03", ["0200"])
+    down = _run(runner, "--card", "healthy", "--amount", "12.34", "--profile", "mobile-3g", "--method", "qr", "--host-down")
+    assert (down["outcome"], down["messages"], down["pending"]) == ("declined", [], [])
+    assert "online only" in down["reason"]
+    no_scanner = _run(runner, "--card", "healthy", "--amount", "12.34", "--method", "qr")
+    assert no_scanner["outcome"] == "declined" and "scanner" in no_scanner["reason"]
+
+
+def test_receipt_says_whether_it_printed(runner: CliRunner) -> None:
+    assert _run(runner, "--card", "healthy", "--amount", "5.00")["receipt"] == "printed"
+    out = _run(runner, "--card", "healthy", "--amount", "5.00", "--paper", "0")
+    assert (out["outcome"], out["receipt"]) == ("approved", "not printed: out of paper")
+
+
 def test_over_tcp_to_a_host(runner: CliRunner) -> None:
     host = Host()
     framing = Framing()
@@ -95,6 +111,8 @@ def test_unreachable_tcp_host_is_not_a_crash(runner: CliRunner) -> None:
         (["--card", "healthy", "--amount", "1.00", "--profile", "toaster"], "countertop-ethernet"),
         (["--card", "healthy", "--amount", "1.00", "--host", "nowhere"], "HOST:PORT"),
         (["--card", "healthy", "--amount", "1.00", "--type", "loan"], "refund"),
+        (["--card", "healthy", "--amount", "1.00", "--method", "cash"], "qr"),
+        (["--card", "healthy", "--amount", "1.00", "--paper", "-1"], "--paper"),
     ],
 )
 def test_bad_arguments_name_what_is_allowed(runner: CliRunner, args: list[str], needle: str) -> None:

@@ -28,7 +28,15 @@ from ..core.cards import CardSetError, load_cards
 from ..core.host import Host
 from ..core.money import CurrencyError, currency, format_amount, parse_amount
 from ..emv.card import VirtualCard
-from ..emv.kernel import HostTimeout, HostUnreachable, TerminalConfig, Transaction, TransactionResult, run_transaction
+from ..emv.kernel import (
+    PAYMENT_METHODS,
+    HostTimeout,
+    HostUnreachable,
+    TerminalConfig,
+    Transaction,
+    TransactionResult,
+    run_transaction,
+)
 from ..iso8583.framing import parse_framing
 from ..iso8583.pretty import summary
 from ..profiles import ProfileError, list_profiles
@@ -54,6 +62,7 @@ def result_dict(result: TransactionResult, forwarded: list[dict[str, Any]]) -> d
         "amount_minor": result.amount_minor,
         "currency": result.currency,
         "masked_pan": result.masked_pan,
+        "receipt": result.receipt,
         "messages": list(result.messages),
         "pending": [m.mti for m in result.pending],
         "forwarded": forwarded,
@@ -76,6 +85,12 @@ def terminal_command(
     pin: Optional[str] = typer.Option(None, "--pin", help="PIN typed at the PIN pad; default the card's own PIN."),
     reader: Optional[str] = typer.Option(None, "--reader", help="PC/SC reader name: use the card in that reader."),
     kind: str = typer.Option("sale", "--type", help=f"Transaction type: {', '.join(TYPES)}."),
+    method: str = typer.Option(
+        "card", "--method", help=f"How the cardholder pays: {'; '.join(f'{k}: {v}' for k, v in PAYMENT_METHODS.items())}."
+    ),
+    paper: Optional[int] = typer.Option(
+        None, "--paper", min=0, help="Receipts' worth of paper left in the printer (0: out of paper); default plenty."
+    ),
     framing: str = typer.Option("be2", "--framing", help="Framing for --host: be2, le2, ascii4, optionally +tpdu."),
     dialect: Optional[str] = typer.Option(None, "--dialect", help="Dialect for --host: built-in name or .json/.toml spec."),
     terminal_id: str = typer.Option("TERM0001", "--terminal-id", help="DE41."),
@@ -100,7 +115,8 @@ def terminal_command(
                       framing=framing, timeout=timeout, seed=seed, reader=reader, ready_file=ready_file,
                       echo_interval=echo_interval, backoff_max=backoff_max, dialect=dialect, one_shot={"--card": card, "--amount": amount,
                       "--currency": currency_code, "--pin": pin, "--json": as_json or None,
-                      "--type": None if kind == "sale" else kind, "--stan": None if stan == 1 else stan})
+                      "--type": None if kind == "sale" else kind,
+                      "--method": None if method == "card" else method, "--paper": paper, "--stan": None if stan == 1 else stan})
         return
     if amount is None:
         raise _bad("--amount", "give the amount in major units, e.g. --amount 12.34 (or run the live terminal with --serve)")
@@ -122,10 +138,12 @@ def terminal_command(
         raise _bad("--amount/--currency", str(exc)) from None
     if kind not in TYPES:
         raise _bad("--type", f"{kind!r}; allowed: {', '.join(TYPES)}")
+    if method not in PAYMENT_METHODS:
+        raise _bad("--method", f"{method!r}; allowed: {', '.join(PAYMENT_METHODS)}")
     if host and host_down:
         raise _bad("--host-down", "give --host or --host-down, not both")
     try:
-        config = TerminalConfig.from_profile(profile, terminal_id=terminal_id)
+        config = TerminalConfig.from_profile(profile, terminal_id=terminal_id, paper_left=paper)
     except (ProfileError, FileNotFoundError, ValueError) as exc:
         raise _bad("--profile", f"{exc} (shipped: {', '.join(list_profiles())})") from None
 
@@ -161,7 +179,7 @@ def terminal_command(
         the_card = VirtualCard.from_label(card, cards)
     txn = Transaction(
         config, amount=minor, currency=cur, when=now, unpredictable_number=rng.randbytes(4), stan=stan,
-        transaction_type=TYPES[kind], rng=rng,
+        transaction_type=TYPES[kind], rng=rng, payment_method=method,
     )
     try:
         result = run_transaction(txn, the_card, link, pins=[pin] if pin is not None else (chosen.pin,) * 3)
@@ -193,6 +211,7 @@ def terminal_command(
         ("CVM", f"{result.cvm_label} ({result.cvm})"),
         ("TVR", f"{result.tvr} {', '.join(result.tvr_bits) or '-'}"),
         ("TSI", result.tsi),
+        ("receipt", result.receipt),
         ("messages sent", " ".join(result.messages) or "-"),
         ("owed to the host", " ".join(m.mti for m in result.pending) or "-"),
         ("forwarded", " ".join(f"{f['mti']}->{f.get('answer')} {f.get('code', '')}" for f in forwarded) or "-"),
