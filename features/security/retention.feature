@@ -22,6 +22,6 @@ Feature: No track data, CVV or PIN block kept after authorization (SEC-03)
     And the cash register makes a sale of 15.00 with card "pin-1234" and PIN 1234
     And the host and the terminal are stopped
     Then the host's journal shows a request with track 2 and one with a PIN block
-    And no card number of the card set appears in the host's journal, the cash register's answers or the terminal's attempt and history records
+    And no card number of the card set appears in the host's journal and log, the cash register's answers or the terminal's log, attempt and history records
     And the masked card number of card "healthy" appears in the host's journal
     And no track 2 with discretionary data and no PIN block remains in the host's or the terminal's state directory

@@ -491,7 +491,7 @@ def _journal_shows(sec: Sec) -> None:
     assert any("52" in r["fields"] for r in requests), requests
 
 
-@then("no card number of the card set appears in the host's journal, the cash register's answers or the terminal's attempt and history records")
+@then("no card number of the card set appears in the host's journal and log, the cash register's answers or the terminal's log, attempt and history records")
 def _live_no_pan(sec: Sec) -> None:
     journal = (sec.tmp / "journal.jsonl").read_text()
     records = []
@@ -502,7 +502,9 @@ def _live_no_pan(sec: Sec) -> None:
             # the attempt's carrier is the encoded message kept to void it later (the host needs the PAN)
             records += [repr({n: v for n, v in zip(names, row) if n != "carrier"}) for row in cursor]
     assert records
+    logs = "\n".join(p.read_text(errors="replace") for p in sec.tmp.glob("*.log"))  # the processes' own output
     assert pans_in_clear(journal) == []
+    assert pans_in_clear(logs) == []
     assert pans_in_clear(json.dumps(sec.ecr_answers)) == []
     assert pans_in_clear("\n".join(records)) == []
 

@@ -118,6 +118,8 @@ def mac_length(dialect: Dialect) -> tuple[int, int]:
         size, chars = max_len, 2 * max_len
     else:
         size, chars = max_len // 2, 2 * (max_len // 2)
+    if props["data_enc"] != "b" and max_len % 2:
+        raise DialectError(f"dialect {dialect.name}: field {key} is {max_len} characters; a MAC in hex needs an even number")
     if not 4 <= size <= 8:
         raise DialectError(
             f"dialect {dialect.name}: field {key} holds a {size}-byte MAC; allowed: 4..8 bytes "
