@@ -14,6 +14,7 @@ Examples
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Mapping
 
 from pyemv import tlv as _tlv
@@ -24,11 +25,28 @@ class TlvError(ValueError):
 
 
 def decode(data: bytes, *, flatten: bool = False) -> dict[str, Any]:
-    """Decode BER-TLV bytes into ``{tag: bytes | dict}``; raises :class:`TlvError`."""
+    """Decode BER-TLV bytes into ``{tag: bytes | dict}``; raises :class:`TlvError`.
+
+    The result is the caller's own (a fresh dict, nested templates too), whatever
+    :func:`_decoded` remembered.
+    """
+    return _copy(_decoded(bytes(data), flatten))
+
+
+@lru_cache(maxsize=1024)
+def _decoded(data: bytes, flatten: bool) -> dict[str, Any]:
+    """pyemv's decoding, remembered: a card answers the same SELECT, GET PROCESSING OPTIONS
+    and READ RECORD bytes to every transaction, and copying the decoded dict costs a
+    fraction of decoding it again. Never handed out: :func:`decode` copies it."""
     try:
-        return _tlv.decode(bytes(data), flatten=flatten)
+        return _tlv.decode(data, flatten=flatten)
     except (_tlv.DecodeError, ValueError, IndexError, TypeError) as exc:
         raise TlvError(f"malformed TLV: {exc}") from None
+
+
+def _copy(objects: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a decoded dict, nested dicts copied too (values are immutable bytes)."""
+    return {tag: _copy(value) if type(value) is dict else value for tag, value in objects.items()}
 
 
 def encode(objects: Mapping[str, Any]) -> bytes:
