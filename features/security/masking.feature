@@ -38,3 +38,10 @@ Feature: Card numbers are masked in every log, journal and report (SEC-02)
   Scenario: The simulation's JSON report and summary
     When a tiny estate is simulated with possim simulate and its JSON report written
     Then no card number of the card set or of the simulated cardholders appears in the output
+
+  @SEC-02
+  Scenario: The simulation's report lists reconciliation findings with masked card numbers
+    When a tiny estate is simulated and its report is built against a ledger that booked nothing
+    Then the report lists lost transactions
+    And no card number of the card set or of the simulated cardholders appears in the output
+    And the masked card number of every simulated cardholder in the findings appears in the output
