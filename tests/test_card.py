@@ -260,7 +260,8 @@ def test_read_record_status_words(healthy):
 
 
 def test_get_data_counters(healthy):
-    assert data(get_data(healthy, 0x9F36)) == {"9F36": H("0000")}
+    # the fixture's card has answered GET PROCESSING OPTIONS: its first transaction has started
+    assert data(get_data(healthy, 0x9F36)) == {"9F36": H("0001")}
     assert data(get_data(healthy, 0x9F13)) == {"9F13": H("0000")}
     assert data(get_data(healthy, 0x9F17)) == {"9F17": H("03")}
     assert sw(get_data(healthy, 0x9F4F)) == 0x6A88
@@ -452,13 +453,15 @@ def test_abandoned_online_transaction_is_remembered(healthy):
 def test_counters_can_be_restored():
     saved = replace(CardCounters(), atc=41, last_online_atc=40, offline_count=1, pin_tries_left=2)
     card = start(VirtualCard.from_label("healthy", counters=saved))
-    assert card.atc == 41 and card.pin_tries_left == 2
+    assert card.atc == 42 and card.pin_tries_left == 2  # the restored 41, plus this transaction's GPO
     assert ac_fields(first_ac(card, P1_TC))["9F36"] == H("002A")
 
 
 def test_atc_exhausted_card_refuses():
-    card = start(VirtualCard.from_label("healthy", counters=CardCounters(atc=0xFFFF)))
-    assert sw(first_ac(card, P1_TC)) == 0x6985
+    card = VirtualCard.from_label("healthy", counters=CardCounters(atc=0xFFFF))
+    card.power_on()
+    select(card, card.image.aid)
+    assert sw(gpo(card)) == 0x6985  # no transaction number left to start one with
     assert card.atc == 0xFFFF
 
 
@@ -468,7 +471,7 @@ def test_atc_exhausted_card_refuses():
 )
 def test_generate_ac_checks_p1_and_cdol1_length(healthy, p1, body_len, expected):
     assert sw(exchange(healthy, build(0x80, 0xAE, p1, 0x00, bytes(body_len), le=0))) == expected
-    assert healthy.atc == 0
+    assert healthy.atc == 1 and healthy.state is State.INITIATED  # counted at GPO; no cryptogram made
 
 
 def test_generate_ac_out_of_sequence():

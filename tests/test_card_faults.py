@@ -147,7 +147,7 @@ def test_mute_mid_transaction_stays_mute_until_reset():
     card = start(card_with(Fault("GENERATE AC", "mute")))
     with pytest.raises(CardMuteError):
         first_ac(card, P1_TC)
-    assert card.state is State.MUTE and card.atc == 0  # mute before the command ran
+    assert card.state is State.MUTE and card.atc == 1  # counted at GPO; mute before GENERATE AC ran
     with pytest.raises(CardMuteError):
         get_data(card, 0x9F36)
     card.power_on()
@@ -161,7 +161,7 @@ def test_bad_atr_has_an_invalid_ts_byte():
 def test_status_word_replaces_the_answer_and_skips_the_command():
     card = start(card_with(Fault("GENERATE AC 1", "status_word(6F00)", "once")))
     assert sw(first_ac(card, P1_TC)) == 0x6F00
-    assert card.atc == 0 and card.state is State.INITIATED
+    assert card.atc == 1 and card.state is State.INITIATED  # the GENERATE AC never ran
     assert ac_fields(first_ac(card, P1_TC))["9F27"] == b"\x40"
 
 

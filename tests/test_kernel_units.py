@@ -222,11 +222,13 @@ def test_random_selection_matches_the_rational_formula(amount, floor, threshold,
     [
         (None, 5, ["lcol_exceeded", "ucol_exceeded"]),
         (3, 5, ["lcol_exceeded", "ucol_exceeded"]),
-        (5, 5, []),
+        (5, 5, ["lcol_exceeded", "ucol_exceeded"]),  # GPO did not count this transaction: a broken counter
+        (0, 0, ["lcol_exceeded", "ucol_exceeded"]),
+        (6, 5, []),
         (10, 5, []),
         (11, 5, ["lcol_exceeded"]),
         (16, 5, ["lcol_exceeded", "ucol_exceeded"]),
-        (0, 0, ["new_card"]),
+        (1, 0, ["new_card"]),
         (6, 0, ["lcol_exceeded", "new_card"]),
     ],
 )

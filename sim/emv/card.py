@@ -433,6 +433,11 @@ class VirtualCard:
         image = self.image
         if len(value) != image.pdol.size:
             return b"", SW.WRONG_LENGTH, None
+        # The ATC counts transactions started, as issuers' card specifications have it: it goes
+        # up here, so a transaction abandoned after GPO still uses a number (Book 3 10.6.3).
+        if self._counters.atc >= 0xFFFF:
+            return b"", SW.CONDITIONS_NOT_SATISFIED, None
+        self._counters = replace(self._counters, atc=self._counters.atc + 1)
         if image.gpo_format == 1:
             data = tlv.encode({"80": image.aip + image.afl})
         else:
@@ -506,9 +511,6 @@ class VirtualCard:
         image = self.image
         if len(cmd.data) != image.cdol1.size:
             return b"", SW.WRONG_LENGTH, None
-        if self._counters.atc >= 0xFFFF:
-            return b"", SW.CONDITIONS_NOT_SATISFIED, None
-        self._counters = replace(self._counters, atc=self._counters.atc + 1)
         decision, noted = first_ac_decision(requested, self._counters, emv.lcol, emv.ucol)
         self._facts = replace(
             self._facts, first_ac=decision, lcol_exceeded=noted.lcol_exceeded, ucol_exceeded=noted.ucol_exceeded

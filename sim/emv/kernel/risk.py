@@ -56,18 +56,21 @@ def velocity(*, atc: int | None, last_online_atc: int | None, lcol: int, ucol: i
     """Book 3 10.6.3: TVR bits from the card's counters (lcol_exceeded 4:40, ucol_exceeded 4:20, new_card 2:08).
 
     ``atc`` (9F36) and ``last_online_atc`` (9F13) are ``None`` when GET DATA did not
-    return them, and an ATC below the last online ATC means a counter went wrong:
-    both limits then count as exceeded and velocity checking stops there. Otherwise
-    ``atc - last_online_atc`` is the number of offline transactions since the last
-    online one, compared with each limit (equal is not exceeded); a last online ATC
-    of zero marks a new card.
+    return them. The card counts its ATC up at GET PROCESSING OPTIONS, so during a
+    transaction the ATC is above the last online ATC; an ATC less than or equal to it
+    means a counter went wrong: both limits then count as exceeded and velocity
+    checking stops there. Otherwise ``atc - last_online_atc`` (this transaction
+    included) is compared with each limit, equal being not exceeded; a last online
+    ATC of zero marks a new card.
 
-    The virtual card counts its ATC up at the first GENERATE AC (not at GET
-    PROCESSING OPTIONS, as many real cards do), so right after an online
-    transaction its ATC equals the last online ATC: that is zero offline
-    transactions, not an error.
+    >>> velocity(atc=7, last_online_atc=5, lcol=2, ucol=4)
+    []
+    >>> velocity(atc=8, last_online_atc=5, lcol=2, ucol=4)
+    ['lcol_exceeded']
+    >>> velocity(atc=5, last_online_atc=5, lcol=2, ucol=4)
+    ['lcol_exceeded', 'ucol_exceeded']
     """
-    if atc is None or last_online_atc is None or atc < last_online_atc:
+    if atc is None or last_online_atc is None or atc <= last_online_atc:
         return ["lcol_exceeded", "ucol_exceeded"]
     bits = []
     offline = atc - last_online_atc
