@@ -21,7 +21,12 @@ What it does with each request (every outcome also goes into a :class:`Decision`
   overtaken: a reversal must not reach an issuer before the advice it reverses), the
   acquirer acknowledges them to the terminal itself and queues them for the issuer (a
   0400 is owed as a 0420): money the terminal has handed over is the host's to deliver;
-* 0500: reconciliation by :class:`~sim.core.settlement.Settlement` (SET-01).
+* 0500: reconciliation by :class:`~sim.core.settlement.Settlement` (SET-01);
+* 0320/0321 batch upload after a 0510 95: the uploaded transaction goes to settlement,
+  keyed by its original (DE90), and is answered 0330 ``00`` whether it was added or
+  already known (the upload is idempotent); a format error is answered 30. An uploaded
+  advice the host was missing is also forwarded to its issuer (queued while it is down),
+  which books it once. The closing 0500 ``960000`` then settles the batch as uploaded.
 
 Every approved transaction, approved offline advice and acknowledged reversal is given
 to :class:`~sim.core.settlement.Settlement`, which keeps each terminal's batch.
@@ -53,9 +58,9 @@ from typing import Any, Callable, Iterable, Mapping, Protocol, runtime_checkable
 
 from ..iso8583.catalogue import response_mti, validate
 from ..iso8583.errors import MessageError
-from ..iso8583.message import Message, response
+from ..iso8583.message import Message, response, uploaded_transaction
 from ..iso8583.pretty import mask_pan
-from .settlement import Settlement
+from .settlement import Settlement, UploadResult
 from .standin import RETRY_CODES, StandIn
 
 
@@ -482,6 +487,8 @@ class Acquirer:
                 return self._advice(msg, now)
             if mti in ("0400", "0420"):
                 return self._reverse(msg, now)
+            if mti == "0320":
+                return self._upload(msg, now)
             raise MessageError(f"MTI {msg.mti} is not a request the acquirer accepts", field="t")
         except MessageError as exc:
             try:
@@ -649,6 +656,36 @@ class Acquirer:
         self.settlement.reverse(msg, now)
         reason = f"{why}; reversal queued for the issuer"
         return self._decide(msg, response(msg, "00"), now, route="queued", reason=reason, issuer=issuer.name)
+
+    # Batch upload -------------------------------------------------------------------------------
+
+    def _upload(self, msg: Message, now: datetime) -> Message:
+        """A 0320/0321: one transaction of a batch upload (SET-01); 0330 00 once taken, added or known."""
+        self._pan(uploaded_transaction(msg))
+        done = self.settlement.add_upload(msg, now)
+        txn = done.transaction
+        self._forward_uploaded([txn], {(txn.terminal_id, txn.stan, txn.transmitted)} if done.entry else set(), now)
+        orig = f"{txn.mti} {txn.stan} {txn.transmitted} ({txn.response_code or '00'})"
+        reason = {"added": "added to the batch", "known": "already counted", "skipped": "not counted"}[done.outcome]
+        return self._decide(msg, response(msg, "00"), now, route="acquirer", reason=f"batch upload of {orig}: {reason}")
+
+    def batch_upload(self, terminal_id: str, messages: list[Message], now: datetime) -> UploadResult:
+        """A whole batch upload in process (0320s or the original messages): see :meth:`Settlement.upload`.
+
+        Like the 0320 path, the advices among the transactions added are forwarded to their issuers.
+        """
+        result = self.settlement.upload(terminal_id, messages, now)
+        added = {e.key for e in result.added}
+        self._forward_uploaded([uploaded_transaction(m) if m.original_mti == "0320" else m for m in messages], added, now)
+        return result
+
+    def _forward_uploaded(self, transactions: list[Message], added: set[tuple[str, str, str]], now: datetime) -> None:
+        """Forward the uploaded advices settlement just added (the issuer never saw them), once each."""
+        for txn in transactions:
+            if txn.original_mti in ("0120", "0220") and _txn_key(txn) in added:
+                added.discard(_txn_key(txn))
+                self._advice(txn, now)
+
 
 __all__ = [
     "Acquirer", "AdviceDelivery", "Decision", "IssuerPort", "IssuerTimeout", "Outage",

@@ -150,18 +150,14 @@ class Host:
         return self.handle(parse(raw, dialect), now, dialect, raw=raw)
 
     def batch_upload(self, terminal_id: str, messages: list[Message], now: datetime) -> UploadResult:
-        """Accept a terminal's batch upload after a 0510 95 (SET-01).
+        """Accept a terminal's batch upload after a 0510 95 (SET-01), in process, all at once.
 
-        Settlement adds the transactions it was missing and closes the batch; the
+        Over the wire the same happens one 0320 at a time, then a 0500 960000
+        (:mod:`sim.core.acquirer`). Settlement adds the transactions it was missing and closes the batch; the
         advices among them are then forwarded to their issuers, which book each once
         (an issuer that already booked one answers 00 and books nothing).
         """
-        result = self.settlement.upload(terminal_id, messages, now)
-        added = {(e.stan, e.transmitted) for e in result.added}
-        for msg in messages:
-            if msg.original_mti in ("0120", "0220") and (msg.stan, msg.transmitted) in added:
-                self.handle(msg, now)
-        return result
+        return self.acquirer.batch_upload(terminal_id, messages, now)
 
     def set_issuer_available(self, issuer_id: str, up: bool, now: datetime) -> None:
         """Take an issuer down (stand-in answers for it) or bring it back (queued advices flow)."""

@@ -4,8 +4,23 @@ The acquirer tells :class:`Settlement` about every transaction it answered; sett
 keeps, per terminal and currency, the approved debits and credits the host believes the
 terminal holds. At the end of the day the terminal sends its own totals in a 0500 (one
 per currency) and the host compares (SET-01): 0510 ``00`` when they agree, ``95`` when
-they do not, after which the terminal uploads its transactions and :meth:`Settlement.upload`
-closes the batch with whatever the host is missing added, each transaction once.
+they do not, after which the terminal uploads its transactions and the host adds whatever
+it is missing, each transaction once.
+
+Batch upload comes two ways, through one path (:meth:`Settlement.add_upload`, one
+transaction at a time):
+
+* over the wire, the common POS host convention: one 0320 per transaction of the batch
+  (the original's data, DE39 its decision, DE90 naming the original MTI, STAN and DE7),
+  each answered 0330 ``00``; then a 0500 with DE3 ``960000`` ("settlement after upload";
+  the first 0500 carries ``920000`` or no DE3), answered ``00`` when the totals now match,
+  which settles the batches as ``uploaded``, and ``95`` again otherwise;
+* in process, :meth:`Settlement.upload` takes the original messages at once and closes
+  the terminal's unsettled batches as ``uploaded`` whatever the totals.
+
+An uploaded transaction is keyed by its *original* terminal id + STAN + DE7 (from DE90
+for a 0320), so one the host already counted -- or an upload repeated after a lost
+0330 or a terminal restart -- is never added twice; a declined one is not counted.
 
 Rules, each chosen so a transaction is counted once and only once:
 
@@ -57,7 +72,7 @@ from typing import Any, Iterable, Mapping
 
 from ..iso8583.catalogue import validate
 from ..iso8583.errors import MessageError
-from ..iso8583.message import Message, response
+from ..iso8583.message import Message, response, uploaded_transaction
 from ..iso8583.pretty import mask_pan
 from .money import CurrencyError, currency, format_amount
 
@@ -72,6 +87,9 @@ APPROVED_CODES = frozenset({"00", "Y1", "Y3"})
 
 TRANSACTION_MTIS = frozenset({"0100", "0200", "0120", "0220"})
 """Original MTIs that carry a transaction settlement can count."""
+
+SETTLE_AFTER_UPLOAD = "96"
+"""DE3 transaction type of a 0500 sent after a batch upload (``960000``); ``92`` (or no DE3) before."""
 
 CSV_COLUMNS = (
     "business_day", "terminal_id", "currency", "currency_numeric",
@@ -185,6 +203,17 @@ class Reconciliation:
     host: Totals
     matched: bool
     batches: tuple[int, ...]
+    after_upload: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Uploaded:
+    """What one uploaded transaction did: ``added`` (the host was missing it), ``known`` or ``skipped``
+    (declined, or not counted by this host); ``transaction`` is it in its original form."""
+
+    outcome: str
+    transaction: Message
+    entry: Entry | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -454,6 +483,9 @@ class Settlement:
     def reconcile(self, request: Message, now: datetime) -> Message:
         """Answer a 0500: ``00`` and the batches settled when totals agree, ``95`` otherwise.
 
+        A 0500 with DE3 ``96xxxx`` (settlement after upload) settles them as ``uploaded``,
+        any other as ``reconciled``.
+
         The 0510 carries the host's totals (DE74/76/86/88) either way, so a terminal or a
         tester can see what differs.
 
@@ -467,6 +499,7 @@ class Settlement:
             raise MessageError(f"reconciliation needs a 0500; got MTI {request.mti}", field="t")
         terminal = Totals.from_message(request)
         terminal_id, cur = request.terminal_id or "", request.fields["50"]
+        after_upload = (request.processing_code or "")[:2] == SETTLE_AFTER_UPLOAD
         self._cut(terminal_id, cur, now)
         host = self.totals(terminal_id, cur)
         matched = terminal == host
@@ -474,46 +507,53 @@ class Settlement:
         if matched:
             unsettled = [b for b in self._batches.get((terminal_id, cur), []) if not b.state.settled]
             for batch in unsettled:
-                batch.state = BatchState.RECONCILED
+                batch.state = BatchState.UPLOADED if after_upload else BatchState.RECONCILED
             closed = tuple(b.number for b in unsettled)
-        self.reconciliations.append(Reconciliation(terminal_id, cur, now, terminal, host, matched, closed))
+        self.reconciliations.append(Reconciliation(terminal_id, cur, now, terminal, host, matched, closed, after_upload))
         return response(request, "00" if matched else "95", extra=host.fields())
 
-    def upload(
-        self, terminal_id: str, messages: Iterable[Message], now: datetime, *, currency: str | None = None
-    ) -> UploadResult:
-        """Accept a terminal's batch upload after a 95 and close its unsettled batches.
+    def add_upload(
+        self, msg: Message, now: datetime, *, terminal_id: str | None = None, currency: str | None = None
+    ) -> Uploaded:
+        """Take one uploaded transaction: add it when the host does not know its original key.
 
-        Each uploaded transaction (0100/0200/0120/0220 or repeat, DE39 of the original
-        decision, absent meaning approved) is added when the host does not know its key;
-        known keys and declined transactions are counted, not added. Then every unsettled
-        batch of the terminal (in ``currency`` only, when given) becomes ``uploaded``.
+        ``msg`` is a 0320/0321 (the original's key from DE90) or the original message itself
+        (0100/0200/0120/0220 or a repeat, keyed by its own DE11/DE7). DE39 is the original
+        decision (absent: approved); declined ones are not counted. Adding it is idempotent:
+        the same transaction uploaded again, or one the host already counted, is ``known``.
 
         Raises
         ------
         MessageError
-            A message breaks the catalogue, belongs to another terminal (DE41) or, with
-            ``currency`` given, to another currency (DE49).
+            A message breaks the catalogue, names no countable original, belongs to another
+            terminal (DE41, with ``terminal_id``) or currency (DE49, with ``currency``).
         """
-        added: list[Entry] = []
-        known = skipped = 0
-        for msg in messages:
-            validate(msg.fields)
-            if msg.terminal_id != terminal_id:
-                raise MessageError(f"upload for terminal {terminal_id!r} carries DE41 {msg.terminal_id!r}", field="41")
-            if currency is not None and msg.currency != currency:
-                raise MessageError(f"upload for currency {currency!r} carries DE49 {msg.currency!r}", field="49")
-            code = msg.response_code or "00"
-            if code not in APPROVED_CODES:
-                skipped += 1
-            elif _key(msg) in self._entries or _key(msg) in self._completions:
-                known += 1
-            else:
-                entry = self.record(msg, code, now, source="upload")
-                if entry is None:
-                    skipped += 1
-                else:
-                    added.append(entry)
+        validate(msg.fields)
+        txn = uploaded_transaction(msg) if msg.original_mti == "0320" else msg
+        if txn.original_mti not in TRANSACTION_MTIS:
+            counted = ", ".join(sorted(TRANSACTION_MTIS))
+            field = "90" if txn is not msg else "t"
+            raise MessageError(f"{msg.mti}: uploaded transaction is a {txn.mti}; allowed: {counted}", field=field)
+        if terminal_id is not None and txn.terminal_id != terminal_id:
+            raise MessageError(f"upload for terminal {terminal_id!r} carries DE41 {txn.terminal_id!r}", field="41")
+        if currency is not None and txn.currency != currency:
+            raise MessageError(f"upload for currency {currency!r} carries DE49 {txn.currency!r}", field="49")
+        code = txn.response_code or "00"
+        if code not in APPROVED_CODES:
+            return Uploaded("skipped", txn)
+        key = _key(txn)
+        if key in self._entries or key in self._completions:
+            return Uploaded("known", txn)
+        entry = self.record(txn, code, now, source="upload")
+        return Uploaded("skipped", txn) if entry is None else Uploaded("added", txn, entry)
+
+    def close_uploaded(
+        self, terminal_id: str, now: datetime, *, currency: str | None = None
+    ) -> tuple[tuple[tuple[str, int], ...], tuple[tuple[str, Totals], ...]]:
+        """Settle every unsettled batch of a terminal (in ``currency`` only, when given) as ``uploaded``.
+
+        Returns the batches closed (currency, number) and the totals they held per currency.
+        """
         closed: list[tuple[str, int]] = []
         totals: list[tuple[str, Totals]] = []
         for (tid, cur), batches in sorted(self._batches.items()):
@@ -526,7 +566,34 @@ class Settlement:
             for batch in unsettled:
                 batch.state = BatchState.UPLOADED
                 closed.append((cur, batch.number))
-        return UploadResult(terminal_id, tuple(added), known, skipped, tuple(closed), tuple(totals))
+        return tuple(closed), tuple(totals)
+
+    def upload(
+        self, terminal_id: str, messages: Iterable[Message], now: datetime, *, currency: str | None = None
+    ) -> UploadResult:
+        """Accept a terminal's whole batch upload at once after a 95 and close its unsettled batches.
+
+        Each message goes through :meth:`add_upload` (so 0320s and original messages are
+        both taken); then every unsettled batch of the terminal (in ``currency`` only, when
+        given) becomes ``uploaded``, whatever the totals.
+
+        Raises
+        ------
+        MessageError
+            As :meth:`add_upload`; messages before the bad one stay added.
+        """
+        added: list[Entry] = []
+        known = skipped = 0
+        for msg in messages:
+            done = self.add_upload(msg, now, terminal_id=terminal_id, currency=currency)
+            if done.entry is not None:
+                added.append(done.entry)
+            elif done.outcome == "known":
+                known += 1
+            else:
+                skipped += 1
+        closed, totals = self.close_uploaded(terminal_id, now, currency=currency)
+        return UploadResult(terminal_id, tuple(added), known, skipped, closed, totals)
 
     # Report -------------------------------------------------------------------------------
 

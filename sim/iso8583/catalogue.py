@@ -6,10 +6,18 @@ field checks: ``M`` mandatory, ``C`` conditional (a named rule in
 *unexpected*: tolerated by default (hosts add private fields), refused when
 ``strict``.
 
+Batch upload (SET-01) follows the common POS host convention: after a 0510 ``95`` the
+terminal sends one 0320 per transaction of its batch -- the original transaction's
+data (DE2/DE3/DE4/DE22/DE49, DE55 for chip), DE39 the original decision (``00``, ``Y1``,
+``Y3``, or a decline), DE90 naming the original (MTI, STAN, DE7), with its own DE11 and
+DE7 -- each answered 0330; a 0321 repeats a 0320 that got no answer. Then it sends a
+0500 with DE3 ``960000`` (settlement after upload; the first 0500 has ``920000``, or no
+DE3), which the host answers 0510 ``00`` when the totals now match.
+
 Examples
 --------
->>> response_mti("0200"), response_mti("0221"), response_mti("0401")
-('0210', '0230', '0410')
+>>> response_mti("0200"), response_mti("0221"), response_mti("0401"), response_mti("0321")
+('0210', '0230', '0410', '0330')
 >>> sorted(MESSAGE_TYPES["0800"].mandatory, key=int)
 ['7', '11', '70']
 >>> validate({"t": "0800", "7": "1122103000", "11": "000001"})
@@ -100,7 +108,12 @@ _REV_O = "2 12 13 14 22 23 25 32 35 37 38 39 42 43 48 55 60 62 63 64 95 128"
 _ADV_O = "12 13 14 18 23 25 32 37 38 42 43 48 60 61 62 63 64 128"
 # An advice reports a finished transaction: track 2 may come along but is never required
 # (a terminal must not keep it after the authorization, SEC-03), so a swiped completion is valid.
-_REC_O = "15 32 42 48 60 63 64 75 77 87 89 97 128"
+# DE3 of a 0500: 920000 settlement (the default when absent), 960000 settlement after a batch upload.
+_REC_O = "3 15 32 42 48 60 63 64 75 77 87 89 97 128"
+# A batch upload (0320) is one transaction of the batch as the terminal recorded it: the original's
+# own data, DE39 its decision, DE90 naming the original (MTI, STAN, DE7); DE11/DE7 are the 0320's own.
+# Track 2 may come along (as in an advice) but is never required.
+_UPL_O = "12 13 14 23 25 32 35 37 38 42 43 48 60 61 62 63 64 128"
 
 MESSAGE_TYPES: dict[str, MessageType] = {
     mt.mti: mt
@@ -121,6 +134,9 @@ MESSAGE_TYPES: dict[str, MessageType] = {
         _mt("0420", "reversal advice", "0430", "3 4 7 11 41 49 90", "", _REV_O),
         _mt("0421", "reversal advice repeat", "0430", "3 4 7 11 41 49 90", "", _REV_O),
         _mt("0430", "reversal advice response", None, "7 11 39 41", "", _RSP_O + " 90"),
+        _mt("0320", "batch upload", "0330", "3 4 7 11 22 39 41 49 90", "2 55", _UPL_O),
+        _mt("0321", "batch upload repeat", "0330", "3 4 7 11 22 39 41 49 90", "2 55", _UPL_O),
+        _mt("0330", "batch upload response", None, "7 11 39 41", "", _RSP_O + " 90"),
         _mt("0500", "reconciliation request", "0510", "7 11 41 50 74 76 86 88", "", _REC_O),
         _mt("0510", "reconciliation response", None, "7 11 39 41", "", _REC_O + " 50 74 76 86 88"),
         _mt("0800", "network management request", "0810", "7 11 70", "", "12 13 41 42 48 53 64 128"),
@@ -128,7 +144,7 @@ MESSAGE_TYPES: dict[str, MessageType] = {
     ]
 }
 
-REPEATS = {"0121": "0120", "0221": "0220", "0401": "0400", "0421": "0420"}
+REPEATS = {"0121": "0120", "0221": "0220", "0321": "0320", "0401": "0400", "0421": "0420"}
 """Repeat MTI → original MTI: same message sent again because no answer came."""
 
 NUMERIC_FIELDS = frozenset("2 3 4 7 11 12 13 14 15 18 19 22 23 25 32 49 50 70 74 75 76 77 86 87 88 89 90".split())

@@ -470,8 +470,13 @@ def reconciliation_request(
     debits_count: int,
     debits_amount: int,
     batch: str | None = None,
+    processing_code: str | None = None,
 ) -> Message:
-    """A 0500 with one currency's totals: DE74/86 credits, DE76/88 debits, DE50 currency."""
+    """A 0500 with one currency's totals: DE74/86 credits, DE76/88 debits, DE50 currency.
+
+    ``processing_code`` (DE3): ``"920000"`` settlement, ``"960000"`` settlement after a
+    batch upload (SET-01); absent means ``920000``.
+    """
     fields = {
         "t": "0500",
         "7": _when(transmitted),
@@ -485,4 +490,63 @@ def reconciliation_request(
     }
     if batch is not None:
         fields["60"] = batch
+    if processing_code is not None:
+        fields["3"] = _n(processing_code, 6, "3")
     return _finish(fields, None, ("7",))
+
+
+_UPLOADED = ("2", "3", "4", "12", "13", "14", "22", "23", "25", "32", "37", "38", "42", "43", "49", "55")
+"""Fields of the original transaction a 0320 carries (never track 2, track 1 or a PIN block)."""
+
+
+def batch_upload(
+    original: Message,
+    *,
+    stan: int | str,
+    transmitted: datetime | str,
+    response_code: str | None = None,
+    mti: str = "0320",
+) -> Message:
+    """A 0320 batch upload of one transaction of the batch (SET-01), after a 0510 ``95``.
+
+    It carries ``original``'s data (PAN from DE2 or track 2, DE3, DE4, DE22, DE49,
+    DE55 for chip, ...) but no track data or PIN block, DE39 the original decision
+    (``response_code``, else ``original``'s DE39, else ``00``), DE90 naming the original
+    (MTI, STAN, DE7), and its own ``stan`` and ``transmitted``.
+
+    >>> sale = financial_request(pan="4761739001010010", amount=1250, currency="978", stan=17,
+    ...     transmitted="1130101500", terminal_id="TERM0001", entry_mode="012")
+    >>> up = batch_upload(sale, stan=40, transmitted="1130180000")
+    >>> up.mti, up.stan, up.response_code, up.original.stan, up.original.mti
+    ('0320', '000040', '00', '000017', '0200')
+    >>> uploaded_transaction(up) == sale.replace(DE39="00")
+    True
+    """
+    if original_mti(mti) != "0320":
+        raise MessageError(f"batch upload MTI {mti!r}; allowed: 0320, 0321", field="t")
+    src = original.fields
+    fields = {"t": mti}
+    for key in _UPLOADED:
+        if key in src:
+            fields[key] = src[key]
+    if "2" not in fields and original.pan:
+        fields["2"] = original.pan
+    fields["7"] = _when(transmitted)
+    fields["11"] = _n(stan, 6, "11")
+    fields["39"] = response_code or src.get("39") or "00"
+    fields["41"] = src.get("41", "")
+    fields["90"] = OriginalData(original.original_mti, src.get("11", ""), src.get("7", "")).encode()
+    return _finish(fields, None, ("7",))
+
+
+def uploaded_transaction(upload: Message) -> Message:
+    """The transaction a 0320/0321 uploads, as its original message: DE90's MTI, STAN and DE7, DE39 kept.
+
+    Raises :class:`MessageError` when DE90 is missing or malformed.
+    """
+    original = upload.original
+    if original is None:
+        raise MessageError(f"{upload.mti}: DE90 (original data) is missing", field="90")
+    fields = {k: v for k, v in upload.fields.items() if k not in ("p", "1", "90")}
+    fields.update({"t": original.mti, "11": original.stan, "7": original.transmitted})
+    return Message(fields)
