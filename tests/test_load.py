@@ -163,15 +163,18 @@ def test_possim_load_cli_errors_and_summary(host, tmp_path: Path, monkeypatch) -
 
 
 def test_wrong_answers_are_failures_naming_the_codes(tmp_path: Path, monkeypatch) -> None:
-    """A host on the shipped cards (20 approvals a day) answers 65 where 00 is owed."""
+    """A host on the shipped cards (20 approvals a day) answers 65 where 00 is owed.
+
+    The host and the kit speak TPDU framing here: the answers that come back prove
+    the kit frames (and reads) a TPDU after the length header."""
     from sim.live import process
 
     monkeypatch.setenv("COLUMNS", "200")
     _register()
-    shipped = process.start(["host"], log_dir=tmp_path)
+    shipped = process.start(["host", "--framing", "be2+tpdu"], log_dir=tmp_path)
     try:
         out = CliRunner().invoke(app, ["load", "mix", "--target", f"127.0.0.1:{shipped.port}", "--users", "2",
-                                       "--duration", "3", "--out", str(tmp_path / "out")])
+                                       "--duration", "3", "--framing", "be2+tpdu", "--out", str(tmp_path / "out")])
     finally:
         shipped.stop()
     assert out.exit_code == 1, out.output

@@ -12,9 +12,14 @@ and sent in turn; an answer is taken off the stream by its length header alone a
 releases the oldest request waiting on its connection (the echo server answers in
 order). No decoding, no key matching, no statistics, no events.
 
-``--codec`` adds what any ISO 8583 client must do per request, and nothing else: the
-next request of the traffic stream (pooled ARQCs), encoded, and the answer decoded
-to read DE39 -- the load kit's work without Locust.
+``--codec`` adds what the load kit does per request, and nothing of Locust: the next
+request of the traffic stream (pooled ARQCs, restamped), its bytes from
+:class:`sim.load.wire.WireEncoder` (spliced into pyiso8583's encoding), the answer
+decoded by pyiso8583 and its key (MTI class + DE41 + DE11) checked against the
+request's -- the same ISO 8583 work as the Locust users, and their way of writing
+(the frames the lanes of a connection queue in one event-loop turn go out in one
+write), so Locust's own cost is the difference between the two. The plain loop
+writes each frame on its own, as the simplest client does.
 
 gevent is imported in :func:`main` only: importing this module (the doctests do)
 leaves the interpreter as it was.
@@ -59,13 +64,22 @@ def main(argv: list[str] | None = None) -> None:
 
     import gevent
     from gevent import socket
-    from gevent.event import AsyncResult
+    from gevent.event import AsyncResult, Event
 
     from ..iso8583.dialect import DEFAULT
     from ..iso8583.framing import Framing
     from ..live.traffic import Traffic
+    from ..load.wire import WireEncoder
 
-    framing, encode, decode = Framing(), DEFAULT.encode, DEFAULT.decode
+    framing, decode = Framing(), DEFAULT.decode
+    clock = [-1, datetime(1970, 1, 1)]
+
+    def now() -> datetime:
+        """The wall clock to the second, one object per second (as the Locust users stamp)."""
+        second = int(time.time())
+        if second != clock[0]:
+            clock[:] = [second, datetime.fromtimestamp(second, timezone.utc).replace(tzinfo=None)]
+        return clock[1]
     payload = frames(4096, pool=ns.pool)
     counted = [0]
     state = {"counting": False, "stop": False}
@@ -76,8 +90,22 @@ def main(argv: list[str] | None = None) -> None:
         waiting: deque[AsyncResult] = deque()
 
         traffic = Traffic(seed=index, terminal_id=f"BARE{index:04d}", pool=ns.pool) if ns.codec else None
+        wire = WireEncoder(DEFAULT, framing)
         if traffic is not None:
-            traffic.prefill(datetime.now(timezone.utc).replace(tzinfo=None))
+            traffic.prefill(now())
+            wire.prepare(traffic.templates())
+        outbox: list[bytes] = []
+        queued = Event()
+
+        def writer() -> None:
+            """--codec: the lanes' frames of one event-loop turn in one write, as the Locust users send."""
+            while True:
+                queued.wait()
+                queued.clear()
+                if outbox:
+                    data = b"".join(outbox)
+                    outbox.clear()
+                    sock.sendall(data)
 
         def reader() -> None:
             buf = b""
@@ -102,9 +130,12 @@ def main(argv: list[str] | None = None) -> None:
                 done = AsyncResult()
                 waiting.append(done)
                 if traffic is not None:
-                    request = traffic.next(datetime.now(timezone.utc).replace(tzinfo=None))
-                    sock.sendall(framing.frame(encode(request.message.fields)))
-                    done.get().get("39")
+                    request = traffic.next(now())
+                    outbox.append(wire.frame(request))
+                    queued.set()
+                    fields = done.get()
+                    if (fields.get("t", "")[:2], fields.get("41", ""), fields.get("11", "")) != request.key:
+                        raise RuntimeError(f"answer {fields.get('11')} does not match request {request.key}")
                 else:
                     sock.sendall(payload[i % len(payload)])
                     done.get()
@@ -113,9 +144,11 @@ def main(argv: list[str] | None = None) -> None:
                     counted[0] += 1
 
         read = gevent.spawn(reader)
+        write = gevent.spawn(writer)
         lanes = [gevent.spawn(lane, index * 131 + k) for k in range(ns.in_flight)]
         gevent.joinall(lanes)
         read.kill()
+        write.kill()
         sock.close()
 
     workers = [gevent.spawn(connection, i) for i in range(ns.connections)]

@@ -16,7 +16,6 @@ Examples
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -70,13 +69,16 @@ def write_load_cards(path: str | Path, *, velocity_count: int = 100_000_000, bal
     A benchmark or soak test measures the issuer's work, not the 21st sale of the day.
     """
     from ..core.cards import default_path
+    from .traffic import lift_card_toml
 
-    text = Path(default_path()).read_text(encoding="utf-8")
-    text = re.sub(r"(?m)^velocity_count = \d+", f"velocity_count = {velocity_count}", text)
-    # raise the balances of funded cards only: "insufficient-funds" must still decline 51
-    text = re.sub(r"(?m)^balance = (\d+)", lambda m: f"balance = {balance if int(m.group(1)) >= 100_000 else m.group(1)}", text)
+    def lift(label: str, field: str, value: int) -> int | None:
+        if field == "velocity_count":
+            return velocity_count
+        # raise the balances of funded cards only: "insufficient-funds" must still decline 51
+        return balance if value >= 100_000 else None
+
     out = Path(path)
-    out.write_text(text, encoding="utf-8")
+    out.write_text(lift_card_toml(Path(default_path()).read_text(encoding="utf-8"), lift), encoding="utf-8")
     return out
 
 

@@ -40,16 +40,22 @@ card_mix=DEFAULT_CARD_MIX, reversal_lag=64, country="250", pool=0)``
 ``traffic.prefill(now)``
     With ``pool=N``: build every pool in full now (a load generator does it before
     measuring, so no ARQC is computed on the hot path).
+``traffic.templates() -> list[dict]``
+    The field dicts pooled requests and echoes restamp (``Request.template``).
 ``traffic.advice_burst(now, count) -> list[Request]``
     ``count`` 0220 advices (Y1) of offline approvals, as a terminal sends them when
     the link comes back after an outage.
-``Request``: ``kind``, ``message`` (:class:`~sim.iso8583.message.Message`),
-    ``expected`` (DE39), ``card`` (label or ``None``), ``reason``; ``mti``, ``key``
-    (the QMUX match key), ``encode(dialect)``.
+``Request``: ``kind``, ``message`` (:class:`~sim.iso8583.message.Message`, built
+    when asked), ``fields``, ``expected`` (DE39), ``card`` (label or ``None``),
+    ``reason``; ``mti``, ``key`` (the QMUX match key), ``encode(dialect)``;
+    ``template`` and ``stamps`` (the pooled fields and the ones changed for this
+    send, for :class:`sim.load.wire.WireEncoder`; ``template`` is None when the
+    request was built in full).
 ``expected_code(card, *, debit, amount, now) -> (code, reason)``
     The issuer's answer to an authorization of ``amount`` on ``card`` at ``now``.
 ``load_card_set(cards=None, card_mix=DEFAULT_CARD_MIX) -> CardSet``;
-``load_card_set_toml(text, card_mix=DEFAULT_CARD_MIX) -> str``.
+``load_card_set_toml(text, card_mix=DEFAULT_CARD_MIX) -> str``;
+``lift_card_toml(text, lift) -> str`` (the card set file rewriter both use).
 ``KINDS``, ``DEFAULT_MIX``, ``DEFAULT_CARD_MIX``, ``CardRole``.
 
 Examples
@@ -70,10 +76,11 @@ from __future__ import annotations
 import random
 import re
 from collections import deque
+from itertools import accumulate
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
-from typing import Mapping
+from typing import Callable, Mapping
 
 from ..core import crypto
 from ..core.cards import Card, CardSet, load_cards
@@ -89,6 +96,7 @@ __all__ = [
     "Traffic",
     "expected_code",
     "load_card_set",
+    "lift_card_toml",
     "load_card_set_toml",
 ]
 
@@ -181,36 +189,81 @@ def expected_code(card: Card, *, debit: bool, amount: int, now: datetime) -> tup
     return "00", "approved"
 
 
-@dataclass(frozen=True, slots=True)
 class Request:
-    """One request and the answer the host owes it."""
+    """One request and the answer the host owes it.
 
-    kind: str
-    message: Message
-    expected: str
-    card: str | None
-    reason: str
+    A request built in full holds its fields. A pooled one (``Traffic(pool=N)``)
+    holds the pooled message's field dict (``template``, shared, read-only) and the
+    fields it changes (``stamps``: DE11, DE7, DE12, DE13), so a load generator can
+    splice those into bytes it encoded once (:class:`sim.load.wire.WireEncoder`);
+    ``fields`` and ``message`` are built from both only when asked for.
+    """
 
-    @property
-    def mti(self) -> str:
+    __slots__ = ("kind", "expected", "card", "reason", "template", "stamps", "mti", "key", "_fields", "_message")
+
+    def __init__(self, kind: str, message: Message | None, expected: str, card: str | None, reason: str, *,
+                 template: Mapping[str, str] | None = None, stamps: Mapping[str, str] | None = None) -> None:
+        self.kind, self.expected, self.card, self.reason = kind, expected, card, reason
+        self.template = template
+        self.stamps: Mapping[str, str] = stamps or {}
+        self._message = message
+        if message is not None:
+            self._fields: Mapping[str, str] | None = message.fields
+        elif template is not None:
+            self._fields = None
+        else:
+            raise ValueError("a Request needs a message or a template")
+        source = template if template is not None else self._fields
+        assert source is not None
+        self.mti: str = source["t"]
         """The request MTI (the Locust request type)."""
-        return self.message.mti
+        self.key: tuple[str, str, str] = (self.mti[:2], source.get("41", ""), self.stamps.get("11") or source.get("11", ""))
+        """MTI class + DE41 + DE11: the key its answer carries (QMUX)."""
 
     @property
-    def key(self) -> tuple[str, str, str]:
-        """MTI class + DE41 + DE11: the key its answer carries."""
-        return self.message.match_key
+    def fields(self) -> Mapping[str, str]:
+        """The request's fields (pyiso8583 field dict); read-only."""
+        if self._fields is None:
+            assert self.template is not None
+            self._fields = {**self.template, **self.stamps}
+        return self._fields
+
+    @property
+    def message(self) -> Message:
+        """The request as a :class:`~sim.iso8583.message.Message`."""
+        if self._message is None:
+            self._message = Message(dict(self.fields))
+        return self._message
 
     def encode(self, dialect: Dialect = DEFAULT) -> bytes:
         """The message's bytes (unframed) in ``dialect``."""
-        return self.message.encode(dialect)
+        return dialect.encode(dict(self.fields))
+
+    def __repr__(self) -> str:
+        return f"<Request {self.kind} {self.mti} DE11 {self.key[2]} expects {self.expected} ({self.card})>"
+
+
+@dataclass(slots=True)
+class _Pooled:
+    """A pool entry: the message built in full once, its card, and its DE39 per month."""
+
+    fields: dict[str, str]
+    card: Card
+    refund: bool
+    kind: str
+    amount: int
+    month: tuple[int, int] = (0, 0)
+    answer: tuple[str, str] = ("", "")
 
 
 @dataclass(slots=True)
 class _Sale:
-    message: Message
+    request: Request
     card: Card
     serial: int
+
+
+_POOLED_KINDS = frozenset(("chip sale", "contactless", "swipe sale", "refund", "advice"))
 
 
 def _check_mix(card_set: CardSet, card_mix: Mapping[str, tuple[int, CardRole]]) -> None:
@@ -245,25 +298,30 @@ def load_card_set(cards: CardSet | None = None, card_mix: Mapping[str, tuple[int
 
 
 _LABEL = re.compile(r'^label\s*=\s*"([^"]+)"')
-_FIELD = re.compile(r"^(velocity_count|balance)\s*=\s*\d+")
+_FIELD = re.compile(r"^(velocity_count|balance)\s*=\s*(\d+)")
+
+Lift = Callable[[str, str, int], "int | None"]
+"""(card label, field ``velocity_count`` or ``balance``, value in the file) -> the new
+value, or None to keep it."""
 
 
-def load_card_set_toml(text: str, card_mix: Mapping[str, tuple[int, CardRole]] = DEFAULT_CARD_MIX) -> str:
-    """:func:`load_card_set` as card-set TOML: ``text`` (a card set file) with the same lifts.
+def lift_card_toml(text: str, lift: Lift) -> str:
+    """``text`` (a card set file) with the ``velocity_count`` and ``balance`` lines ``lift`` changes.
 
-    Only the ``velocity_count`` and ``balance`` lines of ``approve`` cards change, so
-    the comments and every other value of the source file stay as they were. The
-    caller validates the result with :func:`sim.core.cards.load_cards`.
+    The one place a card set file is rewritten for load: only those lines change
+    (each keeps what it said before in a comment), so the comments and every other
+    value of the source stay as they were. Used by :func:`load_card_set_toml` and by
+    :func:`sim.live.sales.write_load_cards`; the caller validates the result with
+    :func:`sim.core.cards.load_cards`.
 
-    >>> src = '[[cards]]\\nlabel = "healthy"\\nbalance = 1000000   # 10 000.00\\nvelocity_count = 20\\n'
-    >>> print(load_card_set_toml(src, {"healthy": (1, CardRole.APPROVE)}))
+    >>> src = '[[cards]]\\nlabel = "a"\\nbalance = 500   # 5.00\\nvelocity_count = 20\\n'
+    >>> print(lift_card_toml(src, lambda label, field, value: value * 2 if field == "balance" else None))
     [[cards]]
-    label = "healthy"
-    balance = 1000000000000000   # lifted for load (was 1000000   # 10 000.00)
-    velocity_count = 1000000000   # lifted for load (was 20)
+    label = "a"
+    balance = 1000   # lifted for load (was 500   # 5.00)
+    velocity_count = 20
     <BLANKLINE>
     """
-    lifted = {label for label, (_, role) in card_mix.items() if CardRole(role) is CardRole.APPROVE}
     out: list[str] = []
     label: str | None = None
     for line in text.splitlines():
@@ -274,11 +332,33 @@ def load_card_set_toml(text: str, card_mix: Mapping[str, tuple[int, CardRole]] =
         if match:
             label = match.group(1)
         field = _FIELD.match(stripped)
-        if field and label in lifted:
-            value = LIFTED_VELOCITY if field.group(1) == "velocity_count" else LIFTED_BALANCE
-            line = f"{field.group(1)} = {value}   # lifted for load (was {stripped.split('=', 1)[1].strip()})"
+        if field and label is not None:
+            value = lift(label, field.group(1), int(field.group(2)))
+            if value is not None:
+                line = f"{field.group(1)} = {value}   # lifted for load (was {stripped.split('=', 1)[1].strip()})"
         out.append(line)
     return "\n".join(out) + "\n"
+
+
+def load_card_set_toml(text: str, card_mix: Mapping[str, tuple[int, CardRole]] = DEFAULT_CARD_MIX) -> str:
+    """:func:`load_card_set` as card-set TOML: ``text`` (a card set file) with the same lifts.
+
+    >>> src = '[[cards]]\\nlabel = "healthy"\\nbalance = 1000000   # 10 000.00\\nvelocity_count = 20\\n'
+    >>> print(load_card_set_toml(src, {"healthy": (1, CardRole.APPROVE)}))
+    [[cards]]
+    label = "healthy"
+    balance = 1000000000000000   # lifted for load (was 1000000   # 10 000.00)
+    velocity_count = 1000000000   # lifted for load (was 20)
+    <BLANKLINE>
+    """
+    lifted = {label for label, (_, role) in card_mix.items() if CardRole(role) is CardRole.APPROVE}
+
+    def lift(label: str, field: str, value: int) -> int | None:
+        if label not in lifted:
+            return None
+        return LIFTED_VELOCITY if field == "velocity_count" else LIFTED_BALANCE
+
+    return lift_card_toml(text, lift)
 
 
 class Traffic:
@@ -340,7 +420,7 @@ class Traffic:
         self.reversal_lag = reversal_lag
         self._rng = random.Random(seed)
         self._kinds = [k for k, w in mix.items() if w > 0]
-        self._kind_weights = [mix[k] for k in self._kinds]
+        self._kind_cum = list(accumulate(mix[k] for k in self._kinds))
         entries = [(self.cards.card(label), CardRole(role), weight) for label, (weight, role) in card_mix.items() if weight > 0]
         for card, role, _ in entries:
             if role is CardRole.APPROVE and (card.velocity_count < 10**6 or card.balance < 10**12):
@@ -362,7 +442,10 @@ class Traffic:
         if pool < 0:
             raise ValueError(f"pool {pool} must be >= 0")
         self.pool = pool
-        self._pools: dict[str, list[tuple[Message, Card, bool]]] = {}
+        self._pools: dict[str, list[_Pooled]] = {}
+        self._echo: dict[str, str] | None = None
+        self._stamp_now: datetime | None = None
+        self._stamp: tuple[str, str, str, tuple[int, int]] = ("", "", "", (0, 0))
 
     # Counters -------------------------------------------------------------------------------
 
@@ -370,6 +453,13 @@ class Traffic:
         self._stan = self._stan % 999_999 + 1
         self._serial += 1
         return self._stan
+
+    def _stamps(self, now: datetime) -> tuple[str, str, str, tuple[int, int]]:
+        """DE7, DE12, DE13 and (year, month) of ``now``, formatted once per distinct ``now``."""
+        if now != self._stamp_now:
+            self._stamp_now = now
+            self._stamp = (now.strftime("%m%d%H%M%S"), now.strftime("%H%M%S"), now.strftime("%m%d"), (now.year, now.month))
+        return self._stamp
 
     def _next_atc(self, card: Card) -> int:
         atc = self._atc.get(card.pan, self._rng.randrange(1, 0x4000)) % 0xFFFF + 1
@@ -433,31 +523,41 @@ class Traffic:
                 track2=card.track2(), **common,
             )
         code, reason = expected_code(card, debit=not refund, amount=amount, now=now)
+        request = Request(kind, msg, code, card.label, reason)
         if code == "00" and not refund:
-            self._sales.append(_Sale(msg, card, self._serial))
-        return Request(kind, msg, code, card.label, reason)
+            self._sales.append(_Sale(request, card, self._serial))
+        return request
 
     def _pooled(self, kind: str, now: datetime) -> Request | None:
-        """A pooled request of ``kind`` restamped for ``now``, or None while the pool fills."""
-        pool = self._pools.setdefault(kind, [])
-        if len(pool) < self.pool:
+        """A pooled request of ``kind`` restamped for ``now``, or None while the pool fills.
+
+        The hot path of a load generator: no message is built and nothing is
+        formatted but the trace number; DE7/DE12/DE13 are formatted once per
+        distinct ``now`` and the expected DE39 once per pool entry and month (it
+        depends on ``now`` only through the card's expiry month).
+        """
+        pool = self._pools.get(kind)
+        if pool is None or len(pool) < self.pool:
             return None
-        template, card, refund = pool[self._rng.randrange(len(pool))]
-        fields = dict(template.fields)
-        fields["11"] = f"{self._next_stan():06d}"
-        fields["7"] = now.strftime("%m%d%H%M%S")
+        entry = pool[self._rng.randrange(len(pool))]
+        transmitted, local_time, local_date, month = self._stamps(now)
+        stan = f"{self._next_stan():06d}"
+        fields = entry.fields
         if "12" in fields:
-            fields["12"] = now.strftime("%H%M%S")
-            fields["13"] = now.strftime("%m%d")
-        msg = Message(fields, template.type)
-        real_kind = "swipe sale" if kind != "refund" and "55" not in fields else kind
-        if kind == "advice":
-            return Request("advice", msg, "00", card.label, "advice booked")
-        amount = msg.amount or 0
-        code, reason = expected_code(card, debit=not refund, amount=amount, now=now)
-        if code == "00" and not refund:
-            self._sales.append(_Sale(msg, card, self._serial))
-        return Request(real_kind, msg, code, card.label, reason)
+            stamps = {"11": stan, "7": transmitted, "12": local_time, "13": local_date}
+        else:
+            stamps = {"11": stan, "7": transmitted}
+        if entry.month != month:
+            if entry.kind == "advice":
+                entry.answer = ("00", "advice booked")
+            else:
+                entry.answer = expected_code(entry.card, debit=not entry.refund, amount=entry.amount, now=now)
+            entry.month = month
+        code, reason = entry.answer
+        request = Request(entry.kind, None, code, entry.card.label, reason, template=fields, stamps=stamps)
+        if code == "00" and not entry.refund and entry.kind != "advice":
+            self._sales.append(_Sale(request, entry.card, self._serial))
+        return request
 
     def prefill(self, now: datetime) -> None:
         """Build the pools in full now (every kind of the mix), so no ARQC is computed later.
@@ -473,21 +573,31 @@ class Traffic:
                     self.make(kind, now)
                     if len(self._pools[kind]) == before:  # e.g. swipe sale remembered under its own kind only
                         break
+        if "echo" in self._kinds:
+            self.make("echo", now)
         # The templates were never sent: no trace numbers used, nothing to reverse.
         self._stan, self._serial = stan, serial
         while len(self._sales) > sales:
             self._sales.pop()
 
+    def templates(self) -> list[Mapping[str, str]]:
+        """The field dicts pooled requests restamp (each pool entry, and the echo), for a
+        load generator to encode once before it starts measuring."""
+        out: list[Mapping[str, str]] = [entry.fields for pool in self._pools.values() for entry in pool]
+        return out + ([self._echo] if self._echo is not None else [])
+
     def _remember(self, kind: str, request: Request, refund: bool = False) -> Request:
         if self.pool:
             pool = self._pools.setdefault(kind, [])
             if len(pool) < self.pool:
-                pool.append((request.message, self.cards.card(request.card or ""), refund))
+                fields = {k: v for k, v in request.fields.items() if k not in ("p", "1")}
+                amount = request.message.amount or 0
+                pool.append(_Pooled(fields, self.cards.card(request.card or ""), refund, request.kind, amount))
         return request
 
     def make(self, kind: str, now: datetime) -> Request:
         """A request of ``kind`` (one of :data:`KINDS`) at ``now``."""
-        if self.pool and kind in ("chip sale", "contactless", "swipe sale", "refund", "advice"):
+        if self.pool and kind in _POOLED_KINDS:
             pooled = self._pooled(kind, now)
             if pooled is not None:
                 return pooled
@@ -500,15 +610,22 @@ class Traffic:
         if kind == "reversal":
             return self._reversal(now)
         if kind == "echo":
-            msg = network_request("301", stan=self._next_stan(), transmitted=now, terminal_id=self.terminal_id)
-            return Request("echo", msg, "00", None, "network management")
+            return self._echo_request(now)
         if kind == "advice":
             return self._remember(kind, self._advice(now))
         raise ValueError(f"unknown kind {kind!r}; allowed: {', '.join(KINDS)}")
 
+    def _echo_request(self, now: datetime) -> Request:
+        """An 0800 echo: built once, then restamped (DE11, DE7) like a pooled request."""
+        stan = self._next_stan()
+        if self._echo is None:
+            self._echo = dict(network_request("301", stan=stan, transmitted=now, terminal_id=self.terminal_id).fields)
+        stamps = {"11": f"{stan:06d}", "7": self._stamps(now)[0]}
+        return Request("echo", None, "00", None, "network management", template=self._echo, stamps=stamps)
+
     def next(self, now: datetime) -> Request:
         """The next request, its kind drawn from the mix."""
-        return self.make(self._rng.choices(self._kinds, self._kind_weights)[0], now)
+        return self.make(self._rng.choices(self._kinds, cum_weights=self._kind_cum)[0], now)
 
     def _reversal(self, now: datetime) -> Request:
         sales = self._sales
@@ -516,7 +633,7 @@ class Traffic:
             return self.make("chip sale", now)
         # The oldest eligible sale: reversed once, then forgotten.
         sale = sales.popleft()
-        msg = reversal(sale.message, stan=self._next_stan(), transmitted=now, reason="17")  # 17: customer cancellation
+        msg = reversal(sale.request.message, stan=self._next_stan(), transmitted=now, reason="17")  # 17: customer cancellation
         return Request("reversal", msg, "00", sale.card.label, "reversal acknowledged")
 
     def _advice(self, now: datetime) -> Request:

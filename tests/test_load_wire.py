@@ -1,0 +1,147 @@
+"""sim.load.wire: bytes spliced into pyiso8583's encoding equal a full pyiso8583 encode."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import iso8583
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+from iso8583.specs import default_ascii
+
+from sim.core.cards import default_path, load_cards
+from sim.core.host import Host
+from sim.iso8583.dialect import DEFAULT, Dialect
+from sim.iso8583.errors import MessageError
+from sim.iso8583.framing import parse_framing
+from sim.iso8583.message import parse
+from sim.live.sales import write_load_cards
+from sim.live.traffic import Traffic, load_card_set
+from sim.load.wire import RESTAMPED, TPDU, Template, WireEncoder
+
+warnings.filterwarnings("ignore", module="pyemv")
+NOW = datetime(2026, 11, 30, 10, 0)
+CARDS = load_card_set()
+
+
+def _ebcdic_binary_bitmap() -> Dialect:
+    """EBCDIC text and lengths, binary bitmaps: a common mainframe host."""
+    spec = copy.deepcopy(default_ascii)
+    for props in spec.values():
+        for prop in ("data_enc", "len_enc"):
+            if props[prop] == "ascii":
+                props[prop] = "cp500"
+    for key in ("p", "1"):
+        spec[key].update(data_enc="b", max_len=8)
+    return Dialect("ebcdic-binary-bitmap", spec)
+
+
+def _bcd_trace() -> Dialect:
+    """DE7 and DE11 as packed BCD: not text, so never spliced (pyiso8583 encodes them each time)."""
+    spec = copy.deepcopy(default_ascii)
+    spec["7"].update(data_enc="b", max_len=5)
+    spec["11"].update(data_enc="b", max_len=3)
+    return Dialect("bcd-trace", spec)
+
+
+DIALECTS = [DEFAULT, _ebcdic_binary_bitmap(), _bcd_trace()]
+FRAMINGS = [parse_framing(f) for f in ("be2", "le2", "ascii4", "be2+tpdu", "ascii4+tpdu")]
+
+
+def _templates() -> list[dict[str, str]]:
+    out = []
+    for seed in (1, 2):
+        traffic = Traffic(seed=seed, cards=CARDS, pool=3)
+        traffic.prefill(NOW)
+        out += [dict(t) for t in traffic.templates()]
+    return out
+
+
+TEMPLATES = _templates()
+
+
+def _full(fields: dict[str, str], dialect: Dialect, framing) -> bytes:
+    raw, _ = iso8583.encode(dict(fields), dialect.spec)
+    return framing.frame(bytes(raw), TPDU if framing.tpdu else None)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    index=st.integers(0, len(TEMPLATES) - 1),
+    dialect=st.sampled_from(DIALECTS),
+    framing=st.sampled_from(FRAMINGS),
+    stan=st.integers(1, 999_999),
+    when=st.datetimes(datetime(2000, 1, 1), datetime(2099, 12, 31)),
+    which=st.sets(st.sampled_from(RESTAMPED)),
+)
+def test_spliced_bytes_equal_a_full_pyiso8583_encode(index, dialect, framing, stan, when, which) -> None:
+    fields = TEMPLATES[index]
+    stamps = {"7": when.strftime("%m%d%H%M%S"), "11": f"{stan:06d}", "12": when.strftime("%H%M%S"), "13": when.strftime("%m%d")}
+    values = {k: v for k, v in stamps.items() if k in which and k in fields}
+    template = Template(fields, dialect, framing)
+    expected = _full({**fields, **values}, dialect, framing)
+    assert template.frame(values) == expected
+    assert template.encode(values) == _full({**fields, **values}, dialect, parse_framing("be2"))[2:]
+    # The fast path is taken where it can be: every restamped text field, none of the BCD ones.
+    present = {k for k in RESTAMPED if k in fields}
+    if dialect is DIALECTS[2]:
+        assert set(template.spliced) == present - {"7", "11"}
+    else:
+        assert set(template.spliced) == present
+
+
+def test_offsets_are_pyiso8583s_own_layout() -> None:
+    fields = next(t for t in TEMPLATES if "55" in t and "12" in t)
+    raw, encoded = iso8583.encode(dict(fields), DEFAULT.spec)
+    template = Template(fields, DEFAULT)
+    for key, (start, end, codec) in template.spliced.items():
+        assert raw[start:end] == encoded[key]["data"] == fields[key].encode(codec)
+
+
+def test_values_that_do_not_fit_are_left_to_pyiso8583() -> None:
+    fields = TEMPLATES[0]
+    template = Template(fields, DEFAULT)
+    with pytest.raises(MessageError, match="11"):
+        template.encode({"11": "1234567"})  # too long: pyiso8583 refuses it, naming the field
+    with pytest.raises(MessageError):
+        DEFAULT.encode({**fields, "11": "1234567"})
+    other = {"41": "OTHER001", "11": "000077"}  # DE41 is not restamped: a full encode
+    assert template.encode(other) == DEFAULT.encode({**fields, **other})
+
+
+@pytest.mark.parametrize("framing", ["be2", "ascii4+tpdu"])
+def test_every_frame_of_a_stream_is_the_full_encode_and_the_host_answers_as_expected(framing: str) -> None:
+    framing_ = parse_framing(framing)
+    traffic = Traffic(seed=21, cards=CARDS, pool=8)
+    traffic.prefill(NOW)
+    wire = WireEncoder(DEFAULT, framing_)
+    wire.prepare(traffic.templates())
+    host = Host(cards=CARDS)
+    now = NOW
+    kinds = set()
+    for i in range(400):
+        now += timedelta(milliseconds=700)
+        request = traffic.next(now.replace(microsecond=0))
+        frame = wire.frame(request)
+        assert frame == _full(dict(request.fields), DEFAULT, framing_)
+        payload = frame[framing_.header_length + (5 if framing_.tpdu else 0):]
+        message = parse(payload, strict=True)  # a valid catalogue message
+        assert message.match_key == request.key and message.mti == request.mti
+        answer = DEFAULT.decode(host.receive(payload, now))
+        assert answer["39"] == request.expected, (request, answer["39"])
+        kinds.add((request.kind, request.template is not None))
+    assert {k for k, pooled in kinds if pooled} >= {"chip sale", "contactless", "refund", "advice", "echo"}
+    assert ("reversal", False) in kinds
+
+
+def test_write_load_cards_lifts_velocity_everywhere_and_only_funded_balances(tmp_path: Path) -> None:
+    shipped = load_cards(default_path())
+    lifted = load_cards(write_load_cards(tmp_path / "cards.toml", velocity_count=1000, balance=10**12))
+    assert [c.label for c in lifted.cards] == [c.label for c in shipped.cards]
+    for before, after in zip(shipped.cards, lifted.cards):
+        assert after.velocity_count == 1000
+        assert after.balance == (10**12 if before.balance >= 100_000 else before.balance)
+        assert after.model_copy(update={"velocity_count": 0, "balance": 0}) == before.model_copy(update={"velocity_count": 0, "balance": 0})
