@@ -145,3 +145,19 @@ def test_write_load_cards_lifts_velocity_everywhere_and_only_funded_balances(tmp
         assert after.velocity_count == 1000
         assert after.balance == (10**12 if before.balance >= 100_000 else before.balance)
         assert after.model_copy(update={"velocity_count": 0, "balance": 0}) == before.model_copy(update={"velocity_count": 0, "balance": 0})
+
+
+def test_bare_codec_loop_matches_every_echoed_request(tmp_path: Path) -> None:
+    """The benchmark's loop with the kit's ISO 8583 work runs clean against the echo server."""
+    import sys
+
+    from sim.bench.load import _bare
+    from sim.live.process import start_command
+
+    ready = tmp_path / "echo.ready.json"
+    echo = start_command([sys.executable, "-m", "sim.live.bench_host", "--ready-file", str(ready)], ready)
+    try:
+        measure = _bare(echo.port, connections=2, in_flight=3, duration=1.0, codec=True)  # raises on a mismatched answer
+    finally:
+        echo.stop()  # by PID
+    assert measure.requests > 100 and measure.cpu_seconds > 0

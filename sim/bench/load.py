@@ -11,18 +11,25 @@ name                client                           target
                     (:mod:`sim.bench.load_bare`):    ``possim bench host``
                     pre-encoded frames, answers
                     taken by length only
-``bare+codec``      the same loop building each      the echo server
-                    request from the traffic stream
-                    and decoding each answer
+``bare+codec``      the same loop doing the load     the echo server
+                    kit's ISO 8583 work: the next
+                    request of the traffic stream,
+                    its bytes spliced by
+                    :mod:`sim.load.wire`, the
+                    answer decoded by pyiso8583
+                    and matched by key; writes
+                    coalesced as the kit does
 ``locust echo``     one Locust process (no           the echo server (``--echo-server``)
                     workers), ``RetailUser``
 ``locust host``     the same                         ``possim host`` with the load card set
 ==================  ===============================  =========================================
 
 The goal (:data:`GOAL_RATIO`): one Locust process reaches at least 80% of the bare
-loop's rate on the echo server. ``bare+codec`` shows how much of the gap is the
-ISO 8583 work any client must do (encode the request, decode the answer) rather than
-Locust. Every client also reports its CPU seconds in the measured window, so the CPU
+loop's rate on the echo server. ``bare+codec`` does everything the Locust users do
+per request except Locust itself (events, statistics, users), so the gap between it
+and ``locust echo`` is Locust's own cost, and the gap between ``bare`` and
+``bare+codec`` the ISO 8583 work (mostly pyiso8583 decoding each answer): the JSON
+output splits the client CPU per request that way (``cpu_us_split``). Every client also reports its CPU seconds in the measured window, so the CPU
 cost per request is comparable even when other work shares the machine (rates are
 not: on a 2-core machine the echo server, the client and anything else running
 share the cores).
@@ -94,6 +101,13 @@ class LoadBench:
             "locust echo / bare+codec": self.ratio("locust echo", "bare+codec"),
             "bare+codec / bare": self.ratio("bare+codec"),
         }
+        cpu = {k: m.cpu_us for k, m in self.measures.items()}
+        if {"bare", "bare+codec", "locust echo"} <= set(cpu):
+            out["cpu_us_split"] = {
+                "sockets and loop (bare)": cpu["bare"],
+                "ISO 8583 work (bare+codec - bare)": cpu["bare+codec"] - cpu["bare"],
+                "Locust (locust echo - bare+codec)": cpu["locust echo"] - cpu["bare+codec"],
+            }
         out["goal"] = GOAL_RATIO
         out["ok"] = self.ok
         return out
