@@ -12,6 +12,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -21,8 +22,7 @@ import pytest
 from sim.core.cards import load_cards
 from sim.live.admin import admin_call_sync
 from sim.live.process import ServerProcess, start
-from sim.live.terminal.client import EcrClient
-from sim.live.terminal.upload import read_upload
+from sim.live.terminal.client import EcrClient, EcrError
 from sim.live.terminal.verdict import judge
 
 CARDS = load_cards()
@@ -192,9 +192,9 @@ def test_outage_offline_approvals_delivered_once_with_repeats(lab: Lab) -> None:
     assert verdict.ok, verdict.pretty()
 
 
-def test_settlement_matches_and_mismatch_writes_the_upload(lab: Lab) -> None:
+def test_settlement_matches_and_mismatch_is_settled_by_upload(lab: Lab) -> None:
     """SET-01: 0500 per currency matches (00) after a sale, a refund and a void; a host that lost an
-    advice answers 95 and the terminal writes its batch upload."""
+    advice answers 95, takes the 0320 upload and settles on the 0500 960000."""
     host = lab.host()
     term = lab.terminal(host.port)
     with EcrClient(term.port) as client:
@@ -212,29 +212,92 @@ def test_settlement_matches_and_mismatch_writes_the_upload(lab: Lab) -> None:
         assert by_cur["978"]["terminal"] == by_cur["978"]["host"] == {
             "debits_count": 1, "debits_amount": 3000, "credits_count": 1, "credits_amount": 500}
         assert by_cur["840"]["code"] == "00" and by_cur["840"]["host"]["debits_amount"] == 700
+        assert "upload" not in by_cur["978"]
     host.stop()
     with EcrClient(term.port) as client:
         offline = client.call({"cmd": "sale", "card": "offline-only-iac", "amount_minor": 250})
         assert offline["outcome"] == "approved" and offline["stored"][-1] == "0220", offline
-    host = lab.host(host.port)
-    # the host acknowledges the advice without booking it: its totals now miss one
-    admin(host, "add_rule", rule={"mti": "0220", "action": "respond", "code": "00", "core": False})
+        second = client.call({"cmd": "sale", "card": "offline-only-iac", "amount_minor": 120})
+        assert second["outcome"] == "approved" and second["stored"][-1] == "0220", second
+    pan = CARDS.card("offline-only-iac").pan
+    before = CARDS.card("offline-only-iac").balance
+    # the restarted host acknowledges the first advice without its core ever seeing it: its totals miss one
+    rules = lab.tmp / "rules.toml"
+    rules.write_text('[[rules]]\nmti = ["0220", "0221"]\naction = "respond"\ncode = "00"\ncore = false\ncount_to = 1\n')
+    host = lab.host(host.port, "--rules", str(rules))
     settle = ecr(term, {"cmd": "settle"})
+    assert settle["outcome"] == "settled", settle
     (eur,) = settle["currencies"]
-    assert settle["outcome"] == "not settled" and eur["code"] == "95", settle
-    assert eur["terminal"]["debits_amount"] == 250 and eur["host"]["debits_amount"] == 0
-    upload = read_upload(eur["upload"]["file"])
-    assert [(m.mti, m.stan, m.amount, m.response_code) for m in upload] == [("0220", offline["stan"], 250, offline["arc"])]
-    assert ecr(term, {"cmd": "close_batch"})["outcome"] == "closed"
+    assert eur["code"] == "95" and eur["terminal"]["debits_amount"] == 370 and eur["host"]["debits_amount"] == 120
+    upload = eur["upload"]
+    assert (upload["transactions"], upload["sent"], upload["complete"], upload["code"]) == (2, 2, True, "00"), upload
+    assert upload["host"] == eur["terminal"]
+    # the advice the host had missed reached the issuer through the upload, once
+    assert admin(host, "balance", pan=pan)["balance"] == before - 370
+    rows = booked(host)
+    assert keys_booked(rows)[(offline["stan"], offline["transmitted"])] == 1
+    status = ecr(term, {"cmd": "status"})
+    assert (status["batch"], status["upload_pending"]) == (3, 0)
     term.stop()
-    # the advice the host acknowledged without booking is money lost, and the verdict command says so
-    verdict = subprocess.run([sys.executable, "-m", "sim.cli", "ecr", "verdict", "--state", str(lab.tmp / "term"),
-                              "--host-admin", str(host.admin_port), "--json"], capture_output=True, text=True, timeout=60)
-    assert verdict.returncode == 1, verdict.stderr
-    lost = json.loads(verdict.stdout)["lost"]
-    assert [(f["stan"], f["booked"]) for f in lost] == [(offline["stan"], 0)], lost
+    host.stop()  # flushes the journal
+    mtis = journal_mtis(lab.tmp / "journal.jsonl")
+    assert mtis.count("0320") == 2 and mtis.count("0500") == 4, mtis  # 2 currencies, then 920000 + 960000
+    verdict = judge(lab.tmp / "term", rows)
+    assert verdict.ok, verdict.pretty()
+
+
+def test_upload_cut_by_kill_resumes_without_counting_twice(lab: Lab) -> None:
+    """SET-01 across a power cut: the terminal dies with a 0320 out; after a restart the settle
+    repeats it as 0321, uploads the rest and settles; the host counts each transaction once."""
+    host = lab.host()
+    port = host.port
+    host.stop()
+    term = lab.terminal(port, "--timeout", "5")
+    with EcrClient(term.port) as client:
+        sales = [client.call({"cmd": "sale", "card": "offline-only-iac", "amount_minor": 300 + i}) for i in range(2)]
+    assert all(s["outcome"] == "approved" for s in sales), sales
+    # the host never sees the advices (answered by the driver alone), and holds back its first 0330
+    rules = lab.tmp / "rules.toml"
+    rules.write_text('[[rules]]\nmti = ["0220", "0221"]\naction = "respond"\ncode = "00"\ncore = false\n\n'
+                     '[[rules]]\nmti = "0320"\naction = "delay"\ndelay_ms = 3000\ncount_to = 1\n')
+    host = lab.host(port, "--rules", str(rules))
+    assert ecr(term, {"cmd": "drain", "timeout": 10})["drained"]
+    settling = threading.Thread(target=_quiet_settle, args=(term,))
+    settling.start()
     db = sqlite3.connect(lab.tmp / "term" / "terminal.sqlite")
-    assert db.execute("SELECT COUNT(*) FROM batches").fetchone()[0] == 2
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if db.execute("SELECT COUNT(*) FROM uploads WHERE sends > 0").fetchone()[0]:
+            break
+        time.sleep(0.01)
+    assert term.kill() == -9
+    settling.join()
+    assert db.execute("SELECT COUNT(*), SUM(sends), COUNT(done) FROM uploads").fetchone() == (2, 1, 0)
+    db.close()
+    term = lab.terminal(port, "--timeout", "5")
+    settle = ecr(term, {"cmd": "settle"})
+    assert settle["outcome"] == "settled", settle
+    (eur,) = settle["currencies"]
+    assert eur["code"] == "95" and eur["upload"]["code"] == "00" and eur["upload"]["sent"] == 2, eur
+    assert eur["upload"]["host"] == eur["terminal"] == {
+        "debits_count": 2, "debits_amount": 601, "credits_count": 0, "credits_amount": 0}
+    rows = booked(host)
+    counts = keys_booked(rows)
+    assert [counts.get((s["stan"], s["transmitted"])) for s in sales] == [1, 1], counts
+    term.stop()
+    host.stop()  # flushes the journal
+    mtis = journal_mtis(lab.tmp / "journal.jsonl")
+    assert (mtis.count("0320"), mtis.count("0321")) == (2, 1), mtis
+    verdict = judge(lab.tmp / "term", rows)
+    assert verdict.ok, verdict.pretty()
+
+
+def _quiet_settle(term: ServerProcess) -> None:
+    """A settle whose terminal is killed under it: the cash register just loses the connection."""
+    try:
+        ecr(term, {"cmd": "settle"}, timeout=15)
+    except (EcrError, ConnectionError, OSError):
+        pass
 
 
 def test_offline_store_full_declines_instead_of_dropping(lab: Lab) -> None:

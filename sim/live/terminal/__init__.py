@@ -9,7 +9,7 @@ Modules, each named for what it holds:
 * :mod:`.link` -- the host connection, reopened with backoff (on :mod:`sim.live.client`);
 * :mod:`.engine` -- :class:`~.engine.Terminal`: the kernel driven on the wall clock,
   forwarding with backoff, keep-alive echo, void, settlement;
-* :mod:`.upload` -- the batch upload after a 0510 95;
+* :mod:`.upload` -- the batch upload after a 0510 95 (0320s, then a 0500 960000);
 * :mod:`.ecr` -- the cash-register interface (JSON lines over local TCP);
 * :mod:`.client` -- a blocking ECR client;
 * :mod:`.service` -- the process: state directory, signals, ready file;

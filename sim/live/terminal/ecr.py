@@ -19,9 +19,10 @@ Commands
 ``void``
     ``stan``: reverse an approved transaction of the open batch (an 0400 owed).
 ``settle``
-    Deliver what is owed, then 0500 per currency; ``drain_timeout`` (s, default 30).
+    Deliver what is owed, then 0500 per currency; on 0510 95 the batch upload (0320s)
+    and a 0500 960000; ``drain_timeout`` (s, default 30).
 ``close_batch``
-    Close the open batch after a 0510 95 whose upload file the host took.
+    Close the open batch without a 0500 (a host that settles some other way).
 ``drain``
     Wait until nothing is owed to the host; ``timeout`` (s, default 30).
 ``status``, ``echo``, ``help``
@@ -57,8 +58,8 @@ COMMANDS = {
     "cash": "as sale: cash withdrawal",
     "cashback": "as sale: purchase with cashback",
     "void": "stan: reverse an approved transaction of the open batch",
-    "settle": "[drain_timeout]: deliver what is owed, then 0500 per currency",
-    "close_batch": "close the open batch without a 0500 (after the host took an upload file)",
+    "settle": "[drain_timeout]: deliver what is owed, then 0500 per currency (95: 0320 upload, 0500 960000)",
+    "close_batch": "close the open batch without a 0500 (a host that settles some other way)",
     "drain": "[timeout]: wait until nothing is owed to the host",
     "status": "the terminal's state",
     "echo": "an 0800 echo test to the host",

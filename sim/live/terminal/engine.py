@@ -365,8 +365,10 @@ class Terminal:
     async def settle(self, drain_timeout: float = 30.0) -> dict[str, Any]:
         """End of day: deliver what is owed, then one 0500 per currency of the open batch (SET-01).
 
-        On 0510 00 for every currency the batch closes. On 95 the terminal uploads its
-        batch (see :mod:`.upload`) and the batch closes once the host took it.
+        On 0510 00 for a currency it is settled. On 95 the terminal uploads that
+        currency's transactions (0320s, see :mod:`.upload`) and sends the 0500 again with
+        DE3 960000; the host's 00 settles it. The batch closes when every currency is
+        settled; otherwise it stays open and a later ``settle`` resumes the upload.
         """
         from .upload import upload_batch
 
@@ -374,38 +376,46 @@ class Terminal:
             if not await self.drain(drain_timeout):
                 raise TerminalError(f"settle: {self.store.owed_count()} advices/reversals still owed to the host "
                                     f"after {drain_timeout:g} s; settle again once the host is reachable")
-            totals = self.store.totals()
             currencies: list[dict[str, Any]] = []
-            for t in totals:
-                msg = reconciliation_request(
-                    terminal_id=self.config.terminal_id, stan=self.store.take_stans(1), transmitted=_now(),
-                    currency=t.currency, credits_count=t.credits_count, credits_amount=t.credits_amount,
-                    debits_count=t.debits_count, debits_amount=t.debits_amount, batch=f"{self.store.batch:06d}",
-                )
-                try:
-                    answer = await self.link.request(msg)
-                except (HostUnreachable, HostTimeout) as exc:
-                    raise TerminalError(f"settle: 0500 for currency {t.currency} not answered: {exc}") from None
-                entry: dict[str, Any] = {
-                    "currency": t.currency, "code": answer.response_code, "stan": msg.stan,
-                    "terminal": {"debits_count": t.debits_count, "debits_amount": t.debits_amount,
-                                 "credits_count": t.credits_count, "credits_amount": t.credits_amount},
-                    "host": {name: int(answer.get(field) or 0) for field, name in (
-                        ("76", "debits_count"), ("88", "debits_amount"), ("74", "credits_count"),
-                        ("86", "credits_amount"))},
-                }
-                if answer.response_code == "95":
-                    entry["upload"] = await upload_batch(self, t.currency)
+            for t in self.store.totals():
+                entry = await self._reconcile(t, "920000")
+                if entry["code"] == "95":
+                    upload = await upload_batch(self, t.currency, _now().strftime("%m%d%H%M%S"))
+                    entry["upload"] = upload
+                    if upload["complete"]:
+                        again = await self._reconcile(t, "960000")
+                        upload.update(code=again["code"], stan=again["stan"], host=again["host"])
+                entry["settled"] = entry["code"] == "00" or entry.get("upload", {}).get("code") == "00"
                 currencies.append(entry)
-            settled = all(c["code"] == "00" or c.get("upload", {}).get("accepted") for c in currencies)
+            settled = all(c["settled"] for c in currencies)
             new_batch = None
             if settled:
                 new_batch = self.store.close_batch(json.dumps(currencies))
             return {"outcome": "settled" if settled else "not settled", "batch": (new_batch or self.store.batch + 1) - 1,
                     "currencies": currencies}
 
+    async def _reconcile(self, t: Any, processing_code: str) -> dict[str, Any]:
+        """One 0500 with the open batch's totals ``t`` in one currency; its answer as the settle report shows it."""
+        msg = reconciliation_request(
+            terminal_id=self.config.terminal_id, stan=self.store.take_stans(1), transmitted=_now(),
+            currency=t.currency, credits_count=t.credits_count, credits_amount=t.credits_amount,
+            debits_count=t.debits_count, debits_amount=t.debits_amount, batch=f"{self.store.batch:06d}",
+            processing_code=processing_code,
+        )
+        try:
+            answer = await self.link.request(msg)
+        except (HostUnreachable, HostTimeout) as exc:
+            raise TerminalError(f"settle: 0500 {processing_code} for currency {t.currency} not answered: {exc}") from None
+        return {
+            "currency": t.currency, "code": answer.response_code, "stan": msg.stan,
+            "terminal": {"debits_count": t.debits_count, "debits_amount": t.debits_amount,
+                         "credits_count": t.credits_count, "credits_amount": t.credits_amount},
+            "host": {name: int(answer.get(field) or 0) for field, name in (
+                ("76", "debits_count"), ("88", "debits_amount"), ("74", "credits_count"), ("86", "credits_amount"))},
+        }
+
     async def close_batch(self) -> dict[str, Any]:
-        """Close the open batch without a 0500 (after the host took an upload file)."""
+        """Close the open batch without a 0500 (a host that settles some other way, by hand)."""
         async with self._lock:
             closed = self.store.batch
             self.store.close_batch(json.dumps({"closed_by": "close_batch"}))

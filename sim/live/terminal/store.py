@@ -33,6 +33,12 @@ Tables
     Advices (0220, repeated as 0221) and reversals (0400, repeated as 0401), oldest
     first. ``sends`` counts how often one was handed to the wire; it is committed
     *before* the bytes leave, so after a crash the next send is a repeat.
+``uploads``
+    The batch upload after a 0510 95 (SET-01): one 0320 per transaction of the batch and
+    currency, planned once (its STAN and DE7 fixed), ``sends`` committed before it leaves
+    (so a resend is a 0321), ``done`` set when the host answered 0330 00. A settle that is
+    cut -- link lost, ``kill -9`` -- resumes with what is not done, and sends nothing twice
+    that the host acknowledged; the host takes each transaction once by its original key anyway.
 
 What is stored holds no track data and no PIN block (SEC-03): the kernel's advices
 and reversals carry neither, and the online request itself is never stored, only
@@ -61,7 +67,7 @@ from ...iso8583.message import Message, repeat
 from ...iso8583.pretty import mask_pan
 from .outcome import Event, event_of
 
-__all__ = ["Attempt", "Owed", "StoreError", "TerminalStore", "Totals"]
+__all__ = ["Attempt", "Owed", "StoreError", "TerminalStore", "Totals", "Upload"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -90,6 +96,12 @@ CREATE TABLE IF NOT EXISTS rejected (
     code TEXT, at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS batches (number INTEGER PRIMARY KEY, closed TEXT NOT NULL, detail TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS uploads (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    batch INTEGER NOT NULL, currency TEXT NOT NULL, attempt INTEGER NOT NULL,
+    message BLOB NOT NULL, sends INTEGER NOT NULL DEFAULT 0, code TEXT, done TEXT,
+    UNIQUE (batch, attempt)
+);
 """
 
 APPROVED = ("approved-online", "approved-offline")
@@ -114,6 +126,23 @@ class Owed:
     @property
     def wire_form(self) -> Message:
         """What to send now: the first form, or its repeat (0221 / 0401) once it has been sent."""
+        return repeat(self.message) if self.sends else self.message
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """One 0320 of a batch upload, as stored."""
+
+    id: int
+    attempt: int
+    message: Message  # the 0320
+    sends: int
+    code: str | None
+    done: bool
+
+    @property
+    def wire_form(self) -> Message:
+        """The 0320, or its repeat (0321) once it has been sent."""
         return repeat(self.message) if self.sends else self.message
 
 
@@ -418,17 +447,48 @@ class TerminalStore:
             self._set("batch", number + 1)
         return number + 1
 
+    def planned_uploads(self, batch: int) -> set[int]:
+        """Attempts of ``batch`` that already have a 0320 planned."""
+        return {int(r[0]) for r in self._db.execute("SELECT attempt FROM uploads WHERE batch = ?", (batch,))}
+
+    def plan_upload(self, batch: int, currency: str, items: Iterable[tuple[int, Message]]) -> None:
+        """Store the 0320s of a batch upload (attempt id, message), once per attempt, all at once."""
+        with self._tx():
+            self._db.executemany(
+                "INSERT OR IGNORE INTO uploads(batch, currency, attempt, message) VALUES (?, ?, ?, ?)",
+                [(batch, currency, attempt, message.encode()) for attempt, message in items])
+
+    def uploads(self, batch: int, currency: str) -> list[Upload]:
+        """The planned 0320s of ``batch`` in ``currency``, in planning order."""
+        rows = self._db.execute("SELECT id, attempt, message, sends, code, done FROM uploads "
+                                "WHERE batch = ? AND currency = ? ORDER BY id", (batch, currency)).fetchall()
+        return [Upload(int(i), int(a), _load(bytes(m)), int(s), c, d is not None) for i, a, m, s, c, d in rows]
+
+    def upload_sending(self, upload_id: int) -> None:
+        """Count a 0320's send *before* it happens: from now on it goes as a 0321."""
+        with self._tx():
+            self._db.execute("UPDATE uploads SET sends = sends + 1 WHERE id = ?", (upload_id,))
+
+    def upload_answered(self, upload_id: int, code: str | None, *, taken: bool) -> None:
+        """Record the host's answer to a 0320; ``taken`` (0330 00) makes it done for good."""
+        with self._tx():
+            self._db.execute("UPDATE uploads SET code = ?, done = CASE WHEN ? THEN ? ELSE done END WHERE id = ?",
+                             (code, taken, _now(), upload_id))
+
     def summary(self) -> dict[str, object]:
         """Counts for ``status``: owed advices and reversals, attempts by state, batch, next STAN."""
         owed = dict(self._db.execute("SELECT kind, COUNT(*) FROM owed GROUP BY kind").fetchall())
         states = dict(self._db.execute("SELECT state, COUNT(*) FROM attempts GROUP BY state").fetchall())
         error = self._db.execute("SELECT last_error FROM owed WHERE last_error IS NOT NULL ORDER BY id LIMIT 1").fetchone()
         rejected = self._db.execute("SELECT COUNT(*) FROM rejected").fetchone()[0]
+        uploading = self._db.execute("SELECT COUNT(*) FROM uploads WHERE batch = ? AND done IS NULL",
+                                     (self.batch,)).fetchone()[0]
         return {
             "rejected_by_host": int(rejected),
             "owed_advices": int(owed.get("advice", 0)),
             "owed_reversals": int(owed.get("reversal", 0)),
             "owed_last_error": error[0] if error else None,
+            "upload_pending": int(uploading),
             "attempts": {k: int(v) for k, v in states.items()},
             "batch": self.batch,
             "next_stan": self.next_stan,

@@ -1,72 +1,105 @@
-"""Batch upload after a 0510 95: the terminal's transactions of the open batch, as the host takes them.
+"""Batch upload after a 0510 95 (SET-01): one 0320 per transaction, then a 0500 960000.
 
-When the totals of a 0500 differ from the host's (SET-01), the host expects the
-terminal's batch: every approved transaction of the batch, each as the message that
-carried it with DE39 the decision (a redacted 0200 with ``00``, a 0220 with ``Y1``/``Y3``),
-which :meth:`sim.core.host.Host.batch_upload` reads; it adds what it was missing,
-once, and closes the batch.
+When the totals of a 0500 differ from the host's, the terminal sends the host its
+batch the way POS hosts commonly take it:
 
-ISO 8583:1987 carries a batch upload in 0320 messages, which the message catalogue
-does not hold yet, so no host of possim takes an upload over the wire. The terminal
-therefore writes the upload to its state directory, one message per line (hex of the
-default-dialect encoding, with the key fields beside it for people)::
+1. one 0320 per approved, not fully reversed transaction of the open batch in that
+   currency: the message that carried it (the redacted request, or the advice of an
+   offline approval; never track data or a PIN block), DE39 its decision (``00``,
+   ``Y1``, ``Y3``), DE4 what the terminal counts of it (the amount less any partial
+   reversal), DE90 naming the original (MTI, STAN, DE7), its own DE11 and DE7. The
+   host answers each 0330 ``00`` -- whether it was missing the transaction (and adds
+   it, once) or already had it;
+2. when every 0320 is answered 00, the same totals again in a 0500 with DE3
+   ``960000`` ("settlement after upload"; the first 0500 carries ``920000``). The host
+   answers ``00`` when its totals now match, and the batch closes; ``95`` otherwise,
+   and the batch stays open.
 
-    {"mti": "0200", "stan": "000017", "transmitted": "1130101500", "amount": 1250,
-     "currency": "978", "de39": "00", "hex": "30323030..."}
-
-and reports the file; :func:`read_upload` turns it back into messages for
-``Host.batch_upload``. The batch stays open until a 0500 matches.
+The 0320s are durable (:meth:`~.store.TerminalStore.plan_upload`): each is planned
+once with its STAN and DE7, its send counted before it leaves, and marked done on
+0330 00. A settle cut by a lost link or a ``kill -9`` resumes, at the next ``settle``
+that meets a 95, with what is not done, repeated as 0321 when it may have left; what
+the host acknowledged is not sent again. The host is idempotent per original key too,
+so even a 0320 sent twice counts once.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ...iso8583.message import Message, parse
+from ...emv.kernel import HostTimeout, HostUnreachable
+from ...iso8583.message import Message, batch_upload
 
 if TYPE_CHECKING:  # pragma: no cover
     from .engine import Terminal
 
-__all__ = ["batch_messages", "read_upload", "upload_batch"]
+__all__ = ["TAKEN_CODES", "batch_messages", "upload_batch"]
+
+TAKEN_CODES = frozenset({"00", "94"})
+"""0330 answers that mean the host has the transaction (94: a duplicate it already took)."""
+
+MAX_STAN = 999_999
 
 
-def batch_messages(terminal: "Terminal", currency: str) -> list[Message]:
-    """The open batch's approved, not fully reversed transactions in ``currency``, as upload messages."""
-    out: list[Message] = []
+def batch_messages(terminal: "Terminal", currency: str) -> list[tuple[int, Message]]:
+    """The open batch's approved, not fully reversed transactions in ``currency``: (attempt id, carrier).
+
+    Each carrier has DE39 (its decision) and DE4 (what the terminal counts of it).
+    """
+    out: list[tuple[int, Message]] = []
     for a in terminal.store.batch_attempts():
         if a.currency != currency or a.reversed >= a.amount:
             continue
         carrier = terminal.store.carrier(a.id)
         if carrier is None:
             continue
-        out.append(carrier if carrier.response_code else carrier.replace(DE39=a.arc or "00"))
+        changes = {"DE4": f"{a.amount - a.reversed:012d}"}
+        if not carrier.response_code:
+            changes["DE39"] = a.arc or "00"
+        out.append((a.id, carrier.replace(**changes)))
     return out
 
 
-async def upload_batch(terminal: "Terminal", currency: str) -> dict[str, Any]:
-    """Write the upload of ``currency`` to the state directory; what the settle answer reports."""
-    messages = batch_messages(terminal, currency)
-    state = Path(terminal.store.path).parent
-    path = state / "uploads" / f"batch-{terminal.store.batch:06d}-{currency}.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = [json.dumps({"mti": m.mti, "stan": m.stan, "transmitted": m.transmitted, "amount": m.amount,
-                         "currency": m.currency, "de39": m.response_code, "hex": m.encode().hex()}) for m in messages]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    tmp.replace(path)
-    return {"accepted": False, "transactions": len(messages), "file": str(path),
-            "reason": "the host takes no batch upload over ISO 8583 (no 0320 in the catalogue); batch left open: "
-                      "hand the file to the host, then send {\"cmd\": \"close_batch\"}"}
+def plan(terminal: "Terminal", currency: str, transmitted: str) -> list[int]:
+    """Store a 0320 for every transaction of the batch not planned yet; returns the attempts to upload."""
+    store = terminal.store
+    items = batch_messages(terminal, currency)
+    planned = store.planned_uploads(store.batch)
+    new = [(attempt, carrier) for attempt, carrier in items if attempt not in planned]
+    if new:
+        first = store.take_stans(len(new))
+        store.plan_upload(store.batch, currency, [
+            (attempt, batch_upload(carrier, stan=(first - 1 + i) % MAX_STAN + 1, transmitted=transmitted))
+            for i, (attempt, carrier) in enumerate(new)])
+    return [attempt for attempt, _ in items]
 
 
-def read_upload(path: str | Path) -> list[Message]:
-    """The messages of an upload file (for :meth:`sim.core.host.Host.batch_upload`)."""
-    messages = []
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+async def upload_batch(terminal: "Terminal", currency: str, transmitted: str) -> dict[str, Any]:
+    """Send what is not yet uploaded of ``currency``; what the settle answer reports.
+
+    ``complete`` is true when the host has taken every transaction of the batch in
+    that currency (now or at an earlier, interrupted settle).
+    """
+    store = terminal.store
+    current = set(plan(terminal, currency, transmitted))
+    rows = [u for u in store.uploads(store.batch, currency) if u.attempt in current]
+    report: dict[str, Any] = {"transactions": len(rows), "sent": 0, "already_taken": sum(u.done for u in rows),
+                              "complete": False}
+    for row in rows:
+        if row.done:
+            continue
+        store.upload_sending(row.id)
         try:
-            messages.append(parse(bytes.fromhex(json.loads(line)["hex"])))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"{path}:{number}: not an upload line ({exc})") from None
-    return messages
+            answer = await terminal.link.request(row.wire_form)
+        except (HostUnreachable, HostTimeout) as exc:
+            report["error"] = f"0320 stan {row.message.stan} not answered: {exc}; settle again to resume the upload"
+            return report
+        report["sent"] += 1
+        taken = answer.response_code in TAKEN_CODES
+        store.upload_answered(row.id, answer.response_code, taken=taken)
+        if not taken:
+            report["error"] = (f"host answered {answer.mti} {answer.response_code} to the 0320 of stan "
+                               f"{row.message.original.stan if row.message.original else '?'}; batch left open")
+            return report
+    report["complete"] = True
+    return report
