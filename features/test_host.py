@@ -15,8 +15,9 @@ from pytest_bdd import given, parsers, scenarios, then, when
 from sim.core import crypto
 from sim.core.host import Host
 from sim.core.money import currency, parse_amount
+from sim.core.settlement import BatchState
 from sim.iso8583 import advice, financial_request, network_request, reconciliation_request, repeat, reversal
-from sim.iso8583.message import Message, transaction_request
+from sim.iso8583.message import Message, batch_upload, transaction_request
 from sim.iso8583.samples import sample_sale
 
 scenarios("host")
@@ -36,6 +37,8 @@ class World:
     withheld: list[Message] = field(default_factory=list)
     balances: dict[str, int] = field(default_factory=dict)
     upload: object = None
+    uploaded: list[Message] = field(default_factory=list)
+    upload_answers: list[Message] = field(default_factory=list)
 
     def next_stan(self) -> int:
         self.stan += 1
@@ -253,6 +256,28 @@ def _upload(world: World, tid: str) -> None:
     world.upload = world.host.batch_upload(tid, [*world.sales, *world.withheld], world.now)
 
 
+@when(parsers.parse("terminal {tid} uploads its batch as 0320 messages"))
+def _upload_0320(world: World, tid: str) -> None:
+    world.uploaded = [batch_upload(m, stan=world.next_stan(), transmitted=world.transmitted)
+                      for m in [*world.sales, *world.withheld]]
+    world.upload_answers = [world.send(m) for m in world.uploaded]
+
+
+@when(parsers.parse("terminal {tid} repeats its upload as 0321 messages"))
+def _upload_0321(world: World, tid: str) -> None:
+    world.upload_answers = [world.send(repeat(m)) for m in world.uploaded]
+
+
+@when(parsers.parse("terminal {tid} settles {cur} after the upload with {cc:d} credits for {ca} and {dc:d} debits for {da}"))
+def _reconcile_after_upload(world: World, tid: str, cur: str, cc: int, ca: str, dc: int, da: str) -> None:
+    info = currency(cur)
+    world.send(reconciliation_request(
+        terminal_id=tid, stan=world.next_stan(), transmitted=world.transmitted, currency=info.numeric,
+        credits_count=cc, credits_amount=parse_amount(ca, info), debits_count=dc, debits_amount=parse_amount(da, info),
+        processing_code="960000",
+    ))
+
+
 @when(parsers.parse("{minutes:d} minutes pass"))
 def _wait(world: World, minutes: int) -> None:
     world.now += timedelta(minutes=minutes)
@@ -374,6 +399,19 @@ def _nothing_held(world: World, label: str) -> None:
 def _standin(world: World) -> None:
     assert world.answer is not None and world.host.standin.is_standin_code(world.answer.auth_code)
     assert world.host.acquirer.decisions[-1].stand_in
+
+
+@then(parsers.parse("the host answers each of them {mti} with {code}"))
+def _upload_answers(world: World, mti: str, code: str) -> None:
+    assert world.upload_answers
+    assert [(a.mti, a.response_code, a.stan) for a in world.upload_answers] == [
+        (mti, code, m.stan) for m in world.uploaded]
+
+
+@then(parsers.parse("the batches of {tid} in {cur} are settled as uploaded"))
+def _settled_uploaded(world: World, tid: str, cur: str) -> None:
+    batches = world.host.settlement.batches(tid, currency(cur).numeric)
+    assert batches and all(b.state is BatchState.UPLOADED for b in batches), batches
 
 
 @then(parsers.parse("the upload adds {count:d} transaction and closes the batch"))

@@ -24,6 +24,30 @@ Feature: Settlement and reconciliation
     Then the upload adds 1 transaction and closes the batch
     And the account of card "healthy" is debited 33.00
 
+  @SET-01
+  Scenario: A mismatch is settled by a batch upload over the wire
+    When terminal TERM0004 sends a chip 0200 for 25.00 with card "healthy"
+    And terminal TERM0004 sends an offline advice Y1 for 8.00 with card "healthy" that the host never receives
+    And terminal TERM0004 reconciles EUR with 0 credits for 0.00 and 2 debits for 33.00
+    Then the host answers 0510 with 95
+    When terminal TERM0004 uploads its batch as 0320 messages
+    Then the host answers each of them 0330 with 00
+    When terminal TERM0004 repeats its upload as 0321 messages
+    Then the host answers each of them 0330 with 00
+    When terminal TERM0004 settles EUR after the upload with 0 credits for 0.00 and 2 debits for 33.00
+    Then the host answers 0510 with 00
+    And the batches of TERM0004 in EUR are settled as uploaded
+    And the account of card "healthy" is debited 33.00
+
+  @SET-01
+  Scenario: Totals that still differ after the upload are answered 95 again
+    When terminal TERM0004 sends a chip 0200 for 25.00 with card "healthy"
+    And terminal TERM0004 reconciles EUR with 0 credits for 0.00 and 2 debits for 33.00
+    Then the host answers 0510 with 95
+    When terminal TERM0004 uploads its batch as 0320 messages
+    And terminal TERM0004 settles EUR after the upload with 0 credits for 0.00 and 2 debits for 33.00
+    Then the host answers 0510 with 95
+
   @SET-02
   Scenario: An offline approval forwarded after the cut-off lands in the next batch, once
     Given the host's cut-off is 16:00
