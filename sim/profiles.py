@@ -48,6 +48,7 @@ from pydantic import (
 )
 
 from .core.money import CurrencyError, currency as lookup_currency
+from .validation import first_error
 
 __all__ = [
     "AppConfig",
@@ -404,45 +405,9 @@ def list_profiles(directory: str | Path | None = None) -> list[str]:
     return sorted(path.stem for path in folder.glob("*.toml"))
 
 
-def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | None:
-    """The keys a table at ``loc`` may hold, walking the model's fields."""
-    current: Any = model
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        fields = getattr(current, "model_fields", None)
-        if fields is None or part not in fields:
-            return None
-        annotation = fields[part].annotation
-        current = _model_in(annotation)
-        if current is None:
-            return None
-    return list(getattr(current, "model_fields", {}))
-
-
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()) or ():
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
-
-
 def _fail(source: str, exc: ValidationError) -> ProfileError:
-    first = exc.errors()[0]
-    loc = tuple(first["loc"])
-    key = ".".join(str(part) for part in loc) or "(top level)"
-    message = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "missing":
-        return ProfileError(f"{source}: key {key!r} is missing", path=source, key=key)
-    if first["type"] == "extra_forbidden":
-        allowed = _allowed_keys(HardwareProfile, loc[:-1]) or []
-        return ProfileError(
-            f"{source}: key {key!r} is not a profile key; allowed here: {', '.join(allowed)}", path=source, key=key
-        )
-    return ProfileError(f"{source}: key {key!r}: value {first.get('input')!r}: {message}", path=source, key=key)
+    message, key = first_error(source, exc, HardwareProfile, "profile")
+    return ProfileError(message, path=source, key=key)
 
 
 def _resolve(name_or_path: str | Path) -> Path:

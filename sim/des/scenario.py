@@ -23,6 +23,7 @@ from typing import Any, Literal, Mapping
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..profiles import list_profiles
+from ..validation import first_error
 
 __all__ = ["FAULT_KINDS", "SCENARIO_DIR", "Scenario", "ScenarioError", "check_references", "list_scenarios",
            "load_scenario", "parse_scenario"]
@@ -221,45 +222,9 @@ def list_scenarios() -> list[str]:
     return sorted(p.stem for p in SCENARIO_DIR.glob("*.toml"))
 
 
-def _allowed(loc: tuple[Any, ...]) -> list[str]:
-    current: Any = Scenario
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        fields = getattr(current, "model_fields", {})
-        if part not in fields:
-            return []
-        annotation = fields[part].annotation
-        current = _model_in(annotation)
-        if current is None:
-            return []
-    return list(getattr(current, "model_fields", {}))
-
-
-def _model_in(annotation: Any) -> Any:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()) or ():
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
-
-
 def _fail(source: str, exc: ValidationError) -> ScenarioError:
-    first = exc.errors()[0]
-    loc = tuple(first["loc"])
-    key = ".".join(str(p) for p in loc) or "(top level)"
-    message = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "missing":
-        return ScenarioError(f"{source}: key {key!r} is missing", path=source, key=key)
-    if first["type"] == "extra_forbidden":
-        allowed = ", ".join(_allowed(loc[:-1]))
-        return ScenarioError(f"{source}: key {key!r} is not a scenario key; allowed here: {allowed}", path=source, key=key)
-    if first["type"] == "literal_error":
-        return ScenarioError(f"{source}: key {key!r}: value {first.get('input')!r}; allowed: {', '.join(FAULT_KINDS)}"
-                             if loc[-1] == "kind" else f"{source}: key {key!r}: {message}", path=source, key=key)
-    return ScenarioError(f"{source}: key {key!r}: value {first.get('input')!r}: {message}", path=source, key=key)
+    message, key = first_error(source, exc, Scenario, "scenario")
+    return ScenarioError(message, path=source, key=key)
 
 
 def parse_scenario(data: Mapping[str, Any], source: str = "<data>") -> Scenario:
