@@ -20,10 +20,21 @@ counted (:attr:`Client.late`, :attr:`Client.unmatched`) and dropped. An answer t
 does not decode is counted in :attr:`Client.undecodable` and dropped (its request
 then times out: nothing in it can be trusted).
 
+On a dialect that MACs (SEC-01, e.g. ``iso8583-1987-ascii-mac``) the client signs
+every request with its ``mac_key`` just before encoding it (any MAC the caller put
+there is replaced; a repeat is signed afresh), and checks the MAC of every answer over
+the bytes received. An answer whose MAC does not verify (missing, malformed or wrong)
+is counted in :attr:`Client.bad_mac` and treated as no answer to its request: the
+request fails at once with :class:`MacFailure`, a :class:`RequestTimeout` -- the
+outcome is unknown, a reversal may be owed -- and a genuine answer coming later is
+counted as late. ``mac_key`` defaults to the TEST ONLY key of :mod:`sim.iso8583.mac`,
+the one the host gives every terminal unless configured otherwise; ``mac_key=None``
+sends requests as they are and accepts answers unchecked (tests of a host's MAC check).
+
 Public API (stable)
 -------------------
 ``await Client.connect(host, port, *, dialect=DEFAULT, framing=Framing(), tpdu=None,
-timeout=10.0, connect_timeout=5.0) -> Client``
+timeout=10.0, connect_timeout=5.0, mac_key=TEST_MAC_KEY) -> Client``
 ``await client.request(msg: Message, *, timeout=None) -> Message``
     Send one request, wait for its answer (a :class:`Message`, not validated against
     the catalogue so that a QA suite sees exactly what the host sent).
@@ -32,8 +43,8 @@ timeout=10.0, connect_timeout=5.0) -> Client``
 ``await client.send_raw(data: bytes)``
     Put bytes on the wire as they are (tests of bad input).
 ``await client.close()``; ``client.closed``; ``client.in_flight``; counters ``sent``,
-    ``answered``, ``late``, ``unmatched``, ``undecodable``; ``async with`` closes.
-Exceptions: ``ClientError`` (base), ``RequestTimeout``, ``ConnectionLost``,
+    ``answered``, ``late``, ``unmatched``, ``undecodable``, ``bad_mac``; ``async with`` closes.
+Exceptions: ``ClientError`` (base), ``RequestTimeout``, ``MacFailure``, ``ConnectionLost``,
     ``NotConnected``, ``KeyInFlight`` (a second request with a key already waiting).
 
 Examples
@@ -62,6 +73,7 @@ import iso8583
 from ..emv.kernel.events import HostTimeout, HostUnreachable
 from ..iso8583.dialect import DEFAULT, Dialect
 from ..iso8583.framing import Framing, FramingError
+from ..iso8583.mac import TEST_MAC_KEY, MacResult, compute_mac, verify
 from ..iso8583.message import Message
 
 Key = tuple[str, str, str]
@@ -73,6 +85,10 @@ class ClientError(Exception):
 
 class RequestTimeout(ClientError, HostTimeout):
     """Sent, but no answer within the timeout (outcome unknown)."""
+
+
+class MacFailure(RequestTimeout):
+    """Sent, but the answer's MAC did not verify: treated as no answer (outcome unknown)."""
 
 
 class ConnectionLost(ClientError, HostTimeout):
@@ -111,8 +127,11 @@ class _Protocol(asyncio.Protocol):
 class Client:
     """One ISO 8583 connection; build it with :meth:`connect`. See the module notes."""
 
-    def __init__(self, dialect: Dialect, framing: Framing, tpdu: bytes | None, timeout: float) -> None:
+    def __init__(self, dialect: Dialect, framing: Framing, tpdu: bytes | None, timeout: float,
+                 mac_key: bytes | None = TEST_MAC_KEY) -> None:
         self.dialect = dialect
+        self.mac_key = mac_key if dialect.mac_field is not None else None
+        """The key requests are signed and answers checked with (``None``: no MACs handled)."""
         self.framing = framing
         self.tpdu = tpdu if tpdu is not None or not framing.tpdu else bytes.fromhex("6000010000")
         self.timeout = timeout
@@ -123,7 +142,7 @@ class Client:
         self._writable = asyncio.Event()
         self._writable.set()
         self._closed_reason: str | None = None
-        self.sent = self.answered = self.late = self.unmatched = self.undecodable = 0
+        self.sent = self.answered = self.late = self.unmatched = self.undecodable = self.bad_mac = 0
         self.peer = ""
 
     @classmethod
@@ -137,9 +156,13 @@ class Client:
         tpdu: bytes | None = None,
         timeout: float = 10.0,
         connect_timeout: float = 5.0,
+        mac_key: bytes | None = TEST_MAC_KEY,
     ) -> "Client":
-        """Open a connection; :class:`NotConnected` when it cannot be opened in ``connect_timeout`` s."""
-        client = cls(dialect, framing or Framing(), tpdu, timeout)
+        """Open a connection; :class:`NotConnected` when it cannot be opened in ``connect_timeout`` s.
+
+        ``mac_key`` (16 bytes) signs requests and checks answers on a dialect that MACs.
+        """
+        client = cls(dialect, framing or Framing(), tpdu, timeout, mac_key)
         loop = asyncio.get_running_loop()
         try:
             transport, _ = await asyncio.wait_for(
@@ -177,6 +200,16 @@ class Client:
                 self.undecodable += 1
                 continue
             key = _key(fields)
+            if self.mac_key is not None:
+                check = verify(Message(fields), self.dialect, self.mac_key, raw=frame.payload)
+                if check is not MacResult.VALID:
+                    self.bad_mac += 1
+                    fut = self._pending.get(key)
+                    if fut is not None and not fut.done():
+                        self._expire(key, fut, fields.get("t"), 0.0, MacFailure(
+                            f"answer {fields.get('t')} key {key} from {self.peer}: {check.value} "
+                            f"(DE{self.dialect.mac_field}); treated as no answer"))
+                    continue
             fut = self._pending.pop(key, None)
             if fut is None or fut.done():
                 if key in self._expired:
@@ -219,6 +252,8 @@ class Client:
         key = _key(fields)
         if key in self._pending:
             raise KeyInFlight(f"a request with key {key} is already in flight on {self.peer}")
+        if self.mac_key is not None:
+            fields = {**fields, self.dialect.mac_field: compute_mac(fields, self.dialect, self.mac_key)}
         raw = self.dialect.encode(fields)
         frame = self.framing.frame(raw, self.tpdu if self.framing.tpdu else None)
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -239,7 +274,8 @@ class Client:
             if fut.cancelled() and self._pending.get(key) is fut:
                 del self._pending[key]
 
-    def _expire(self, key: Key, fut: asyncio.Future[dict[str, Any]], mti: Any, limit: float) -> None:
+    def _expire(self, key: Key, fut: asyncio.Future[dict[str, Any]], mti: Any, limit: float,
+                error: RequestTimeout | None = None) -> None:
         if fut.done():
             return
         if self._pending.get(key) is fut:
@@ -247,7 +283,7 @@ class Client:
         self._expired[key] = None
         if len(self._expired) > 4096:
             del self._expired[next(iter(self._expired))]
-        fut.set_exception(RequestTimeout(f"no answer from {self.peer} within {limit:g} s to {mti} key {key}"))
+        fut.set_exception(error or RequestTimeout(f"no answer from {self.peer} within {limit:g} s to {mti} key {key}"))
 
     async def request(self, msg: Message, *, timeout: float | None = None) -> Message:
         """Send ``msg`` and return its answer (see the module notes for the errors)."""

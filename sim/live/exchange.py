@@ -11,6 +11,12 @@ matching key (DE11, and DE41 when the bitmap says the message has one), the host
 answers 30 (ONL-13) and the terminal can match it. Otherwise nothing can be
 matched, and the server closes that connection (REV-04).
 
+On a dialect that MACs (SEC-01) every answer leaves signed under the key of its
+terminal (DE41): the core signs its own, and the answers the driver builds or changes
+itself -- a format error 30, a 96 after a fault, the rules overlay's answers -- go
+through :func:`sign_fields`. The request's MAC is checked by the core
+(``host.handle(msg, now, dialect, raw=raw)``), over the very bytes received.
+
 Examples
 --------
 >>> from sim.iso8583.samples import sample_sale
@@ -34,6 +40,7 @@ from ..core.host import Host
 from ..iso8583.catalogue import MESSAGE_TYPES
 from ..iso8583.dialect import DEFAULT, Dialect
 from ..iso8583.errors import WireError
+from ..iso8583.mac import MacKeys, sign
 from ..iso8583.message import Message
 
 FORMAT_ERROR = "30"
@@ -128,6 +135,34 @@ def encode_fields(fields: Mapping[str, str], dialect: Dialect) -> bytes | None:
         return None
 
 
+def sign_fields(fields: Mapping[str, str], dialect: Dialect, keys: MacKeys | None) -> dict[str, str]:
+    """An answer's fields with the MAC of its terminal (DE41) when ``dialect`` MACs.
+
+    Unchanged when the dialect does not MAC, no ``keys`` are given, the terminal has no
+    key (as the core leaves its own answers then), or the fields do not encode (the
+    caller's encode then fails as for any such answer). Any MAC already there is
+    replaced: this is how an answer changed after the core signed it is signed again.
+
+    >>> from sim.iso8583.dialect import BUILTIN
+    >>> mac = BUILTIN["iso8583-1987-ascii-mac"]
+    >>> answer = {"t": "0810", "7": "1122103000", "11": "000001", "39": "00", "41": "TERM0001", "70": "301"}
+    >>> from sim.iso8583.mac import TEST_MAC_KEY, verify
+    >>> verify(Message(sign_fields(answer, mac, MacKeys())), mac, TEST_MAC_KEY).value
+    'valid'
+    >>> "64" in sign_fields(answer, DEFAULT, MacKeys())
+    False
+    """
+    if dialect.mac_field is None or keys is None:
+        return dict(fields)
+    key = keys.key_for(fields.get("41"))
+    if key is None:
+        return dict(fields)
+    try:
+        return dict(sign(Message(dict(fields)), dialect, key).fields)
+    except WireError:
+        return dict(fields)
+
+
 @dataclass(frozen=True, slots=True)
 class CoreAnswer:
     """The core's answer to one request.
@@ -161,35 +196,55 @@ def _fallback(request: Mapping[str, str], code: str, now: datetime) -> dict[str,
     return out
 
 
-def core_answer(host: Host, fields: dict[str, Any], now: datetime, dialect: Dialect = DEFAULT) -> CoreAnswer:
+def core_answer(
+    host: Host, fields: dict[str, Any], now: datetime, dialect: Dialect = DEFAULT, *,
+    raw: bytes | None = None, check_mac: bool = True,
+) -> CoreAnswer:
     """Run one completely decoded request through ``host`` at ``now`` and encode the answer.
+
+    The core gets the dialect, so on a MAC-ing dialect it checks the request's MAC
+    (over ``raw``, the frame the fields were decoded from, when given; else over their
+    encoding) and signs its answer. ``check_mac=False`` hands the core no dialect, so it
+    checks and signs nothing: only for replay, of requests whose MAC the core found
+    valid at receipt (the redacted copy in the replay log no longer matches it) or that
+    were stored before the live host checked MACs.
 
     Never raises on bad input: the core answers format problems 30 itself; should it
     raise anyway, or its answer not encode, the driver answers 96 with the request's
-    key fields so the terminal is not left waiting, and records why in ``fault``.
-    The same inputs always give the same bytes (the replay relies on it).
+    key fields (signed like any answer) so the terminal is not left waiting, and records
+    why in ``fault``. The same inputs always give the same bytes (the replay relies on it).
     """
     fault: str | None = None
     try:
-        answer = host.handle(Message(fields), now).fields
+        answer = host.handle(Message(fields), now, dialect if check_mac else None, raw=raw).fields
     except Exception as exc:  # noqa: BLE001 - the server outlives a bug in the core
         fault = f"core raised {type(exc).__name__}: {exc}"
         answer = _fallback(fields, SYSTEM_MALFUNCTION, now)
-    raw = encode_fields(answer, dialect)
-    if raw is None:
+        if check_mac:
+            answer = sign_fields(answer, dialect, host.mac_keys)
+    encoded = encode_fields(answer, dialect)
+    if encoded is None:
         fault = fault or f"the core's {answer.get('t')} answer does not encode under {dialect.name}"
         answer = _fallback(fields, SYSTEM_MALFUNCTION, now)
-        raw = encode_fields(answer, dialect) or b""
-    return CoreAnswer(raw, answer, fault)
+        if check_mac:
+            answer = sign_fields(answer, dialect, host.mac_keys)
+        encoded = encode_fields(answer, dialect) or b""
+    return CoreAnswer(encoded, answer, fault)
 
 
-def plain_answer(fields: Mapping[str, str], code: str, now: datetime, dialect: Dialect) -> tuple[bytes, dict[str, str]] | None:
-    """An answer with ``code`` built by the driver alone (the rules overlay's ``core = false``)."""
+def plain_answer(
+    fields: Mapping[str, str], code: str, now: datetime, dialect: Dialect, keys: MacKeys | None = None,
+) -> tuple[bytes, dict[str, str]] | None:
+    """An answer with ``code`` built by the driver alone (the rules overlay's ``core = false``).
+
+    Signed with the terminal's key from ``keys`` when the dialect MACs (:func:`sign_fields`).
+    """
     from ..iso8583.message import response
 
     try:
         answer = dict(response(Message(dict(fields)), code).fields)
     except (WireError, KeyError):
         answer = _fallback(fields, code, now)
+    answer = sign_fields(answer, dialect, keys)
     raw = encode_fields(answer, dialect)
     return None if raw is None else (raw, answer)

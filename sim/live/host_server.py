@@ -24,6 +24,9 @@ Around the core, this module holds what a real host's front end does:
   until answers leave (nor while its peer does not read them). Nothing a peer sends
   stops the server or disturbs other connections;
 * **journal and pcap** (:mod:`.journal`): PANs masked, no track, CVV or PIN data;
+* **MACs** on a dialect that MACs (SEC-01): the core checks each request's MAC over the
+  bytes received and signs its answers; answers this module builds or changes itself
+  (format errors, the rules overlay's) are signed again with the terminal's key;
 * **graceful shutdown** (SIGTERM, SIGINT, admin ``shutdown``): stop accepting and
   reading, answer what is in flight (delayed answers included, up to
   ``drain_timeout``), commit, flush the journal, write the pcap, exit.
@@ -52,9 +55,11 @@ from ..iso8583.errors import WireError
 from ..iso8583.framing import Frame, Framing, FramingError, reply_tpdu
 from ..iso8583.pretty import mask_pan
 from .admin import AdminError, AdminServer
-from .exchange import core_answer, decode_frame, encode_fields, format_error_fields, plain_answer
+from ..iso8583.mac import MacResult, verify
+from ..iso8583.message import Message
+from .exchange import core_answer, decode_frame, encode_fields, format_error_fields, plain_answer, sign_fields
 from .journal import MessageJournal, PcapRecorder, scrub
-from .redact import redact_request
+from .redact import capture_fields, redact_request
 from .rules import Rule, RuleEngine, RuleError
 from .store import Event, StateError, StateStore, identity, replay
 
@@ -363,6 +368,8 @@ class HostServer:
         if fields is None:
             journal.message(conn.id, conn.peer, "in", decoded.partial, len(frame.payload), note=decoded.error)
             answer = format_error_fields(decoded.partial, now)
+            if answer is not None:
+                answer = sign_fields(answer, self.dialect, self.host.mac_keys)
             raw = encode_fields(answer, self.dialect) if answer is not None else None
             if raw is None or answer is None:
                 self.counters["undecodable_closed"] += 1
@@ -375,7 +382,7 @@ class HostServer:
         self.counters["requests"] += 1
         journal.message(conn.id, conn.peer, "in", fields, len(frame.payload))
         if self.pcap.enabled:
-            self.pcap.record(conn.id, conn.client_port, redact_request(fields, self.host.cards).fields, frame.tpdu, time.time())
+            self.pcap.record(conn.id, conn.client_port, capture_fields(fields), frame.tpdu, time.time())
         rule = self.rules.match(fields) if self.rules.rules else None
         self._accept(conn)
         if rule is not None:
@@ -383,7 +390,7 @@ class HostServer:
             if not rule.core and rule.action != "delay":
                 self._dispatch(self._driver_only(conn, tpdu, fields, rule, now, t0))
                 return
-        result = core_answer(self.host, fields, now, self.dialect)
+        result = core_answer(self.host, fields, now, self.dialect, raw=frame.payload)
         if result.fault:
             self.counters["core_faults"] += 1
         out = _Out(conn, tpdu, result.raw, result.fields, "answer", 0.0, t0, note=result.fault)
@@ -391,18 +398,33 @@ class HostServer:
             self._apply_rule(out, rule, now)
         if self.store is not None:
             self._seq += 1
-            red = redact_request(fields, self.host.cards)
+            red = redact_request(fields, self.host.cards, mac=self._mac_verdict(fields, frame.payload, result))
             stored = frame.payload if not red.changed else self._redacted_bytes(red.fields)
-            event = Event(self._seq, "message", now, self.dialect.name, stored, red.pin, result.raw, result.fault)
+            event = Event(self._seq, "message", now, self.dialect.name, stored, red.pin, result.raw, result.fault,
+                          json.dumps(red.marks, sort_keys=True) if red.marks else None)
             self._enqueue(event, out)
         else:
             self._dispatch(out)
 
+    def _mac_verdict(self, fields: dict[str, str], raw: bytes, result: Any) -> MacResult | None:
+        """The core's verdict on the request's MAC, for the replay log (``None``: the dialect does not MAC).
+
+        The core answers 63 to a MAC that does not verify and to nothing else, so any
+        other answer of the core says the MAC was valid; only a 63 or a fault costs a
+        second check here.
+        """
+        if self.dialect.mac_field is None:
+            return None
+        if result.fault is None and result.fields.get("39") != "63":
+            return MacResult.VALID
+        return verify(Message(fields), self.dialect, self.host.mac_keys.key_for(fields.get("41")), raw=raw)
+
     def _redacted_bytes(self, fields: Mapping[str, str]) -> bytes:
         """The redacted request as stored; a field the dialect will not take redacted is left out.
 
-        (A track 2 that is not a track is stored as ``REDACTED``, which a numeric DE35
-        refuses.) Replay then checks that the core's answer did not depend on it.
+        (A field the dialect defines more narrowly than pyiso8583's default may refuse
+        what the redaction put there.) Replay then checks that the core's answer did not
+        depend on it.
         """
         data = dict(fields)
         try:
@@ -425,7 +447,7 @@ class HostServer:
         """A rule with ``core = false``: the core never sees the request."""
         out = _Out(conn, tpdu, None, None, rule.action, rule.delay_ms / 1000, t0, rule=rule.name)
         if rule.action in ("respond", "malformed"):
-            built = plain_answer(fields, rule.code or "96", now, self.dialect)
+            built = plain_answer(fields, rule.code or "96", now, self.dialect, self.host.mac_keys)
             if built is not None:
                 out.raw, out.fields = built
                 out.action = "answer"
@@ -442,6 +464,7 @@ class HostServer:
             if rule.code != "00":
                 for key in ("38", "55"):  # no authorization code or ARPC on a refusal
                     fields.pop(key, None)
+            fields = sign_fields(fields, self.dialect, self.host.mac_keys)  # its MAC covered the old DE39
             raw = encode_fields(fields, self.dialect)
             if raw is not None:
                 out.raw, out.fields = raw, fields

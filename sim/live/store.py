@@ -11,9 +11,11 @@ What is stored
 --------------
 One row per event the core saw, in the order it saw them (``seq``):
 
-* ``message``: the request bytes (redacted by :mod:`.redact`: no track discretionary
-  data, no track 1, no PIN block, only the PIN check's outcome), the dialect's name,
-  the ``now`` passed to the core, and the core's answer bytes;
+* ``message``: the request bytes (redacted by :mod:`.redact`: no track 2 or track 1,
+  no PIN block, only the PIN check's outcome), the dialect's name, the ``now`` passed
+  to the core, the core's answer bytes, and ``marks`` (JSON): what replay needs in
+  place of what was not kept -- the track 2 marker (separator, service code) and, on a
+  dialect that MACs, the core's verdict on the request's MAC;
 * ``issuer``: an issuer taken down or brought back through the admin endpoint, with
   its ``now`` (it moves stand-in advices, so it is state too).
 
@@ -33,7 +35,15 @@ agrees with, as it never saw it either.
 Replay and verification
 -----------------------
 At start every row is replayed through a fresh :class:`~sim.core.host.Host` with its
-recorded ``now``; each replayed answer must equal the stored one byte for byte. A
+recorded ``now``; each replayed answer must equal the stored one byte for byte (on a
+dialect that MACs: field for field, the MAC aside). A stored request no longer
+matches the MAC it was received with (redaction changed its bytes), so replay skips
+the MAC check of a request whose MAC the core found valid at receipt (the core then
+signs nothing: hence the MAC aside), keeping the MAC as received, as the core's
+duplicate check remembered it; a request refused for its MAC goes through the check
+again with a MAC that fails it the same way (:func:`.redact.restore_request`), so it
+is refused 63 again. Rows written before the live host checked MACs have no verdict
+and replay unchecked, as they were answered. A
 difference (a divergence) means the core, its configuration or the card set changed
 since the rows were written: the start fails naming the first rows that differ,
 unless told to carry on (``on_divergence="warn"``). The identity of the core's
@@ -46,8 +56,8 @@ checks): a state directory of a million requests takes minutes to open.
 Security
 --------
 The state directory holds **test card numbers (PANs) in clear** in
-``host.sqlite3`` -- the core needs them to find the accounts. It holds no track
-discretionary data, no track 1, no PIN block. It is created mode 0700 and a
+``host.sqlite3`` -- the core needs them to find the accounts (and expiry dates and
+service codes, not as a track). It holds no track 2, no track 1, no PIN block. It is created mode 0700 and a
 ``README.txt`` in it says so. Only test cards belong in possim.
 
 One host at a time: a lock file (``flock``) refuses a second process on the same
@@ -83,8 +93,8 @@ possim host state directory.
 host.sqlite3 is the host's replay log: every request the host core answered, in
 order, with the time it was given and the answer it gave. The host rebuilds its
 ledger from it at start. It holds TEST CARD NUMBERS (PANs) IN CLEAR, because the
-core needs them to find the accounts; it holds no track discretionary data, no
-track 1 and no PIN blocks (only whether each PIN was right). Use test cards only.
+core needs them to find the accounts; it holds no track 2, no track 1 and no PIN
+blocks (only whether each PIN was right). Use test cards only.
 Delete the directory to start from the card set's opening balances.
 """
 
@@ -98,7 +108,8 @@ CREATE TABLE IF NOT EXISTS events (
     request BLOB,
     pin TEXT,
     answer BLOB,
-    detail TEXT
+    detail TEXT,
+    marks TEXT
 );
 """
 
@@ -128,6 +139,9 @@ class Event:
     detail : str or None
         Issuer events: JSON ``{"issuer": id, "up": bool}``; messages: the fault text when
         the core raised.
+    marks : str or None
+        Messages: JSON of :attr:`.redact.Redacted.marks` (``None``: nothing to restore;
+        rows written before marks existed have none and replay as they were answered).
     """
 
     seq: int
@@ -138,6 +152,7 @@ class Event:
     pin: str | None = None
     answer: bytes | None = None
     detail: str | None = None
+    marks: str | None = None
 
 
 def identity(host_config: Mapping[str, Any], cards: CardSet) -> dict[str, str]:
@@ -197,6 +212,9 @@ class StateStore:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.executescript(_SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(events)")}
+            if "marks" not in columns:  # a log written before marks existed: its rows replay as they are
+                db.execute("ALTER TABLE events ADD COLUMN marks TEXT")
             stored = dict(db.execute("SELECT key, value FROM meta").fetchall())
         except sqlite3.Error as exc:
             os.close(lock_fd)
@@ -222,13 +240,14 @@ class StateStore:
     def append(self, events: Iterable[Event]) -> None:
         """Commit ``events`` in one transaction (durable when this returns)."""
         rows = [
-            (e.seq, e.kind, e.at.isoformat(), e.dialect, e.request, e.pin, e.answer, e.detail) for e in events
+            (e.seq, e.kind, e.at.isoformat(), e.dialect, e.request, e.pin, e.answer, e.detail, e.marks) for e in events
         ]
         db = self._db
         db.execute("BEGIN")
         try:
             db.executemany(
-                "INSERT INTO events (seq, kind, at, dialect, request, pin, answer, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO events (seq, kind, at, dialect, request, pin, answer, detail, marks) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
         except BaseException:
@@ -238,9 +257,11 @@ class StateStore:
 
     def events(self) -> Iterator[Event]:
         """Every stored event, in ``seq`` order."""
-        cursor = self._db.execute("SELECT seq, kind, at, dialect, request, pin, answer, detail FROM events ORDER BY seq")
-        for seq, kind, at, dialect, request, pin, answer, detail in cursor:
-            yield Event(seq, kind, datetime.fromisoformat(at), dialect, request, pin, answer, detail)
+        cursor = self._db.execute(
+            "SELECT seq, kind, at, dialect, request, pin, answer, detail, marks FROM events ORDER BY seq"
+        )
+        for seq, kind, at, dialect, request, pin, answer, detail, marks in cursor:
+            yield Event(seq, kind, datetime.fromisoformat(at), dialect, request, pin, answer, detail, marks)
 
     def count(self) -> int:
         """Number of stored events."""
@@ -278,6 +299,17 @@ class ReplayReport:
     def ok(self) -> bool:
         """True when every replayed answer equals the stored one."""
         return not self.divergences
+
+
+def _same_but_mac(replayed: bytes, stored: bytes, dialect: Dialect) -> bool:
+    """On a dialect that MACs: the two answers hold the same fields, the MAC (and so the bitmap) aside."""
+    if dialect.mac_field is None:
+        return False
+    a, b = decode_frame(replayed, dialect).fields, decode_frame(stored, dialect).fields
+    if a is None or b is None:
+        return False
+    skip = (dialect.mac_field, "p", "1")
+    return {k: v for k, v in a.items() if k not in skip} == {k: v for k, v in b.items() if k not in skip}
 
 
 def replay(
@@ -326,9 +358,13 @@ def replay(
             decoded = decode_frame(event.request or b"", dialect)
             if decoded.fields is None:
                 raise StateError(f"replay: event {event.seq}: stored request no longer decodes: {decoded.error}")
-            fields = restore_request(decoded.fields, event.pin, host.cards)
-            answer = core_answer(host, fields, event.at, dialect)
-            if answer.raw != event.answer:
+            marks = json.loads(event.marks) if event.marks else {}
+            fields = restore_request(decoded.fields, event.pin, host.cards, marks, dialect, host.mac_keys)
+            # the check runs again only to refuse again what it refused: a valid MAC no longer
+            # matches the redacted request, and rows without a verdict were never checked
+            checked = marks.get("mac") not in (None, "valid")
+            answer = core_answer(host, fields, event.at, dialect, check_mac=checked)
+            if answer.raw != event.answer and not _same_but_mac(answer.raw, event.answer or b"", dialect):
                 stored = decode_frame(event.answer or b"", dialect)
                 divergences.append(Divergence(event.seq, summary(stored.partial), summary(answer.fields)))
         else:

@@ -5,6 +5,13 @@ raises the kernel's :class:`HostUnreachable` (never delivered: nothing owed) or
 :class:`HostTimeout` (sent, no answer: a reversal is owed). The TCP link is a thin
 blocking client around the wire layer: frame, send, read until the answer whose
 match key (MTI class + DE41 + DE11) is the request's.
+
+On a dialect that MACs (SEC-01) the TCP link signs each request with its MAC key
+(default: the TEST ONLY key the host gives every terminal unless configured) and
+checks the answer's MAC over the bytes received. An answer whose MAC does not verify
+is counted in :attr:`TcpLink.bad_mac` and treated as no answer: the link closes and
+raises :class:`HostTimeout` (the request left, its outcome is unknown, a reversal is
+owed).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from ..emv.kernel import HostTimeout, HostUnreachable
 from ..iso8583.dialect import DEFAULT, Dialect
 from ..iso8583.errors import WireError
 from ..iso8583.framing import Framing
+from ..iso8583.mac import TEST_MAC_KEY, MacResult, sign, verify
 from ..iso8583.message import Message, parse
 
 Link = Callable[[Message], Message]
@@ -43,13 +51,20 @@ def parse_address(text: str) -> tuple[str, int]:
 
 
 class TcpLink:
-    """ISO 8583 over one TCP connection (opened on first use, reopened after a failure)."""
+    """ISO 8583 over one TCP connection (opened on first use, reopened after a failure).
+
+    ``mac_key`` (16 bytes) signs requests and checks answers on a dialect that MACs;
+    ``None`` sends requests as they are and checks nothing.
+    """
 
     def __init__(
-        self, address: str, *, framing: Framing = Framing(), dialect: Dialect = DEFAULT, timeout_s: float = 30.0
+        self, address: str, *, framing: Framing = Framing(), dialect: Dialect = DEFAULT, timeout_s: float = 30.0,
+        mac_key: bytes | None = TEST_MAC_KEY,
     ) -> None:
         self.host, self.port = parse_address(address)
         self.framing, self.dialect, self.timeout_s = framing, dialect, timeout_s
+        self.mac_key = mac_key if dialect.mac_field is not None else None
+        self.bad_mac = 0
         self._sock: socket.socket | None = None
         self._decoder = framing.decoder()
 
@@ -71,6 +86,8 @@ class TcpLink:
     def __call__(self, msg: Message) -> Message:
         sock = self._connect()
         key = msg.match_key
+        if self.mac_key is not None:
+            msg = sign(msg, self.dialect, self.mac_key)
         try:
             sock.sendall(self.framing.frame(msg.encode(self.dialect)))
         except OSError as exc:
@@ -104,4 +121,11 @@ class TcpLink:
                 except WireError:
                     continue
                 if answer.match_key == key:
+                    if self.mac_key is not None:
+                        check = verify(answer, self.dialect, self.mac_key, raw=frame.payload)
+                        if check is not MacResult.VALID:
+                            self.bad_mac += 1
+                            self.close()
+                            raise HostTimeout(f"answer from {self.host}:{self.port}: {check.value} "
+                                              f"(DE{self.dialect.mac_field}); treated as no answer")
                     return answer

@@ -10,6 +10,12 @@ Answers are paired with requests by :class:`sim.live.client.Client` (MTI class +
 + DE11). An answer arriving after its request timed out is counted and dropped: by
 then the terminal has reversed the request, and a late 0210 must change nothing
 (REV-02). :attr:`HostLink.late` says how many were dropped.
+
+On a dialect that MACs (SEC-01) the client signs every request with the link's
+``mac_key`` and treats an answer whose MAC does not verify as no answer
+(:class:`sim.live.client.MacFailure`, a ``HostTimeout``: the reversal is owed);
+:attr:`HostLink.bad_mac` counts them. The key defaults to the TEST ONLY key the host
+gives every terminal unless configured otherwise.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import time
 from ...emv.kernel import HostTimeout, HostUnreachable
 from ...iso8583.dialect import DEFAULT, Dialect
 from ...iso8583.framing import Framing
+from ...iso8583.mac import TEST_MAC_KEY
 from ...iso8583.message import Message
 from ..client import Client, ClientError, NotConnected
 
@@ -37,12 +44,15 @@ class HostLink:
         Seconds (from the hardware profile unless overridden).
     backoff, backoff_max : float
         First and largest pause between connection attempts after a failure.
+    mac_key : bytes or None
+        The terminal's MAC key (16 bytes) on a dialect that MACs; ``None``: no MACs.
     """
 
     def __init__(self, host: str, port: int, *, dialect: Dialect = DEFAULT, framing: Framing | None = None,
                  response_timeout: float = 30.0, connect_timeout: float = 10.0, backoff: float = 0.2,
-                 backoff_max: float = 5.0) -> None:
+                 backoff_max: float = 5.0, mac_key: bytes | None = TEST_MAC_KEY) -> None:
         self.host, self.port = host, port
+        self.mac_key = mac_key
         self.dialect, self.framing = dialect, framing or Framing()
         self.response_timeout, self.connect_timeout = response_timeout, connect_timeout
         self.backoff_first, self.backoff_max = backoff, backoff_max
@@ -52,6 +62,7 @@ class HostLink:
         self._connecting = asyncio.Lock()
         self.connects = 0
         self._late_closed = 0
+        self._bad_mac_closed = 0
         self.last_error: str | None = None
         self.last_answer_at: float | None = None
 
@@ -65,6 +76,11 @@ class HostLink:
         """Answers dropped because their request had timed out (REV-02)."""
         return self._late_closed + (self._client.late if self._client is not None else 0)
 
+    @property
+    def bad_mac(self) -> int:
+        """Answers whose MAC did not verify, each treated as no answer."""
+        return self._bad_mac_closed + (self._client.bad_mac if self._client is not None else 0)
+
     async def _connection(self) -> Client:
         if self.up:
             assert self._client is not None
@@ -75,13 +91,15 @@ class HostLink:
                 return self._client
             if self._client is not None:
                 self._late_closed += self._client.late
+                self._bad_mac_closed += self._client.bad_mac
                 self._client = None
             if time.monotonic() < self._retry_at:
                 raise HostUnreachable(f"host {self.host}:{self.port} down ({self.last_error}); next try in "
                                       f"{self._retry_at - time.monotonic():.1f} s")
             try:
                 self._client = await Client.connect(self.host, self.port, dialect=self.dialect, framing=self.framing,
-                                                    timeout=self.response_timeout, connect_timeout=self.connect_timeout)
+                                                    timeout=self.response_timeout, connect_timeout=self.connect_timeout,
+                                                    mac_key=self.mac_key)
             except NotConnected as exc:
                 self.last_error = str(exc)
                 self._retry_at = time.monotonic() + self._backoff
@@ -126,6 +144,7 @@ class HostLink:
         client, self._client = self._client, None
         if client is not None:
             self._late_closed += client.late
+            self._bad_mac_closed += client.bad_mac
             await client.close()
 
     async def close(self) -> None:
