@@ -49,3 +49,15 @@ Feature: Message authentication on a MAC-ing dialect (SEC-01)
     When terminal TERM0001 sends the same advice again MAC'd with the test key
     Then the answer is 00
     And card "healthy" is debited 12.00
+
+  @SEC-01
+  Scenario: The live host over TCP approves a MAC'd sale, refuses a tampered one 63 and signs both answers
+    Given a possim host process speaking that dialect
+    When terminal TERM0001 sends over TCP a chip 0200 for 25.00 with card "healthy" MAC'd with the test key
+    Then the answer is 00
+    And the answer's MAC verifies under the test key
+    And the live host shows card "healthy" debited 25.00
+    When terminal TERM0001 sends over TCP a chip 0200 for 25.00 with card "healthy" MAC'd with the test key, then DE4 changed to 2500.00
+    Then the answer is 63
+    And the answer's MAC verifies under the test key
+    And the live host shows card "healthy" not debited

@@ -25,3 +25,4 @@ Feature: No track data, CVV or PIN block kept after authorization (SEC-03)
     And no card number of the card set appears in the host's journal and log, the cash register's answers or the terminal's log, attempt and history records
     And the masked card number of card "healthy" appears in the host's journal
     And no track 2 with discretionary data and no PIN block remains in the host's or the terminal's state directory
+    And no track 2, not even cut to PAN, separator, expiry and service code, remains in the host's state directory

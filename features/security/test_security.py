@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import json
 import re
+import socket
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,9 +31,11 @@ from sim.core.history import BookedEffect, HistoryEvent, check
 from sim.core.host import Host
 from sim.core.money import parse_amount
 from sim.iso8583.dialect import Dialect, resolve_dialect
+from sim.iso8583.framing import Framing
 from sim.iso8583.mac import TEST_MAC_KEY, MacResult, sign, verify
 from sim.iso8583.message import Message, advice, parse, response, transaction_request
 from sim.iso8583.pretty import pretty, summary
+from sim.live.admin import admin_call_sync
 from sim.live.process import ServerProcess, start
 from sim.live.terminal.client import EcrClient
 
@@ -104,6 +107,8 @@ class Sec:
     terminal_proc: ServerProcess | None = None
     ecr_answers: list[dict[str, Any]] = field(default_factory=list)
     report: dict[str, Any] | None = None
+    live_before: dict[str, int] = field(default_factory=dict)
+    cards_used: list[Card] = field(default_factory=list)
 
     def next_stan(self) -> int:
         self.stan += 1
@@ -228,10 +233,63 @@ def _advice_again(sec: Sec) -> None:
     _send_raw(sec, msg, msg.encode(sec.dialect), label)
 
 
+@given("a possim host process speaking that dialect")
+def _mac_host_process(sec: Sec) -> None:
+    assert sec.dialect is not None
+    sec.host_proc = start(["host", "--admin-port", "0", "--dialect", sec.dialect.name], port=0, log_dir=sec.tmp)
+    sec.procs.append(sec.host_proc)
+
+
+def _live_balance(sec: Sec, label: str) -> int:
+    assert sec.host_proc is not None and sec.host_proc.admin_port is not None
+    answer = admin_call_sync(sec.host_proc.admin_port, {"cmd": "balance", "pan": CARDS.card(label).pan})
+    assert answer["ok"], answer
+    return int(answer["balance"])
+
+
+def _send_tcp(sec: Sec, msg: Message, label: str) -> None:
+    """One framed request to the live host on a plain socket; the answer's exact bytes are kept."""
+    assert sec.dialect is not None and sec.host_proc is not None
+    sec.live_before[label] = _live_balance(sec, label)
+    framing = Framing()
+    decoder = framing.decoder()
+    with socket.create_connection(("127.0.0.1", sec.host_proc.port), timeout=10) as sock:
+        sock.sendall(framing.frame(msg.encode(sec.dialect)))
+        frames = []
+        while not frames:
+            chunk = sock.recv(65536)
+            assert chunk, "the live host closed the connection without answering"
+            frames = decoder.feed(chunk)
+    sec.answer_raw = frames[0].payload
+    sec.answer = parse(sec.answer_raw, sec.dialect)
+
+
+@when(parsers.re(r'terminal (?P<tid>\w+) sends over TCP a chip 0200 for (?P<amount>[\d.]+) with card "(?P<label>[^"]+)" '
+                 r"MAC'd with the test key(?P<tamper>, then DE4 changed to [\d.]+)?$"))
+def _tcp_sale(sec: Sec, tid: str, amount: str, label: str, tamper: str | None) -> None:
+    assert sec.dialect is not None
+    msg = sign(_chip_request(sec, tid, label, amount), sec.dialect, TEST_MAC_KEY)
+    if tamper:
+        value = parse_amount(tamper.rsplit(" ", 1)[1], CARDS.card(label).currency_info)
+        msg = msg.replace(DE4=f"{value:012d}")
+    _send_tcp(sec, msg, label)
+
+
+@then(parsers.parse('the live host shows card "{label}" debited {amount}'))
+def _live_debited(sec: Sec, label: str, amount: str) -> None:
+    card = CARDS.card(label)
+    assert sec.live_before[label] - _live_balance(sec, label) == parse_amount(amount, card.currency_info)
+
+
+@then(parsers.parse('the live host shows card "{label}" not debited'))
+def _live_not_debited(sec: Sec, label: str) -> None:
+    assert _live_balance(sec, label) == sec.live_before[label]
+
+
 @then(parsers.parse("the answer is {code}"))
 def _answer_is(sec: Sec, code: str) -> None:
     assert sec.answer is not None
-    assert sec.answer.response_code == code, sec.host.acquirer.decisions[-1]
+    assert sec.answer.response_code == code, sec.host.acquirer.decisions[-1:]
 
 
 @then(parsers.re(r"the answer's MAC verifies under (?P<key>the test key|the key [0-9A-F]{32})$"))
@@ -503,6 +561,7 @@ def _ecr_sale(sec: Sec, amount: str, label: str, pin: str) -> None:
     assert out["ok"], out
     sec.ecr_answers.append(out)
     sec.secrets += _secrets(card, crypto.encrypt_pin_block(pin, card.pan))
+    sec.cards_used.append(card)
 
 
 @when("the host and the terminal are stopped")
@@ -550,4 +609,15 @@ def _state_clean(sec: Sec) -> None:
     files = [p for d in (sec.tmp / "host", sec.tmp / "term") for p in d.rglob("*") if p.is_file()]
     assert any(p.name.endswith(".sqlite") for p in files), files
     leaks = [(str(p.relative_to(sec.tmp)), s) for p in files for s in sec.secrets if s in p.read_bytes()]
+    assert leaks == []
+
+
+@then("no track 2, not even cut to PAN, separator, expiry and service code, remains in the host's state directory")
+def _host_state_no_track(sec: Sec) -> None:
+    files = [p for p in (sec.tmp / "host").rglob("*") if p.is_file()]
+    assert any(p.name.endswith(".sqlite3") for p in files), files
+    shapes = [f"{c.pan}{sep}{c.expiry}".encode() for c in sec.cards_used for sep in ("D", "=", "d")]
+    shapes += [s.hex().encode() for s in shapes]
+    assert sec.cards_used
+    leaks = [(str(p.relative_to(sec.tmp)), s) for p in files for s in shapes if s in p.read_bytes()]
     assert leaks == []
