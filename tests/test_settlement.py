@@ -244,6 +244,19 @@ def test_a_completion_without_a_counted_authorization_counts_on_its_own() -> Non
     assert s.totals("TERM0001", "978") == Totals(debits_count=1, debits_amount=4000)
 
 
+def test_the_same_0500_again_gets_the_first_answer_not_a_new_judgement() -> None:
+    s = Settlement()
+    s.record(sale(1, 1000), "00", DAY)
+    first = eod(Totals(debits_count=1, debits_amount=1000))
+    assert s.reconcile(first, DAY).response_code == "00"  # the batch is settled; the answer is lost
+    s.record(sale(2, 500), "00", DAY + timedelta(minutes=1))  # the next batch opens
+    again = s.reconcile(first, DAY + timedelta(minutes=2))
+    assert again.response_code == "00" and len(s.reconciliations) == 1
+    assert s.totals("TERM0001", "978") == Totals(debits_count=1, debits_amount=500)
+    other = eod(Totals(debits_count=1, debits_amount=999))  # same key, other content: judged afresh
+    assert s.reconcile(other, DAY + timedelta(minutes=3)).response_code == "95"
+
+
 def test_config_errors_name_the_key() -> None:
     with pytest.raises(ValueError, match="cutoff"):
         Settlement({"cutoff": "25:00"})

@@ -326,6 +326,8 @@ class Settlement:
         self._authorizations: set[TxnKey] = set()
         self._completions: dict[TxnKey, TxnKey] = {}
         """Completion key -> the authorization key its entry is kept under."""
+        self._answered: dict[TxnKey, tuple[dict[str, str], Message]] = {}
+        """0500 key -> (its fields, its 0510), for the terminal that sends the same 0500 again."""
         self.reconciliations: list[Reconciliation] = []
         """Every 0500 outcome, in arrival order."""
 
@@ -487,7 +489,9 @@ class Settlement:
         any other as ``reconciled``.
 
         The 0510 carries the host's totals (DE74/76/86/88) either way, so a terminal or a
-        tester can see what differs.
+        tester can see what differs. The same 0500 again (same DE41, DE11, DE7 and content: the
+        terminal never heard the answer and sends it once more) gets the first answer again; judging
+        it afresh would compare the terminal's totals with a batch already settled by it.
 
         Raises
         ------
@@ -497,6 +501,10 @@ class Settlement:
         validate(request.fields)
         if request.original_mti != "0500":
             raise MessageError(f"reconciliation needs a 0500; got MTI {request.mti}", field="t")
+        key = _key(request)
+        first = self._answered.get(key)
+        if first is not None and first[0] == request.fields:
+            return first[1]
         terminal = Totals.from_message(request)
         terminal_id, cur = request.terminal_id or "", request.fields["50"]
         after_upload = (request.processing_code or "")[:2] == SETTLE_AFTER_UPLOAD
@@ -510,7 +518,9 @@ class Settlement:
                 batch.state = BatchState.UPLOADED if after_upload else BatchState.RECONCILED
             closed = tuple(b.number for b in unsettled)
         self.reconciliations.append(Reconciliation(terminal_id, cur, now, terminal, host, matched, closed, after_upload))
-        return response(request, "00" if matched else "95", extra=host.fields())
+        answer = response(request, "00" if matched else "95", extra=host.fields())
+        self._answered[key] = (dict(request.fields), answer)
+        return answer
 
     def add_upload(
         self, msg: Message, now: datetime, *, terminal_id: str | None = None, currency: str | None = None

@@ -101,6 +101,8 @@ class Terminal:
         self.stan = 1
         self.pan_log = PanLog()
         self.totals: dict[str, list[int]] = {}
+        self.eod: dict[str, tuple[Message, int, int]] = {}
+        """Per currency, the 0500 sent and not yet answered, with the count and amount it carries."""
         self.acquirer_refused = 0
         self.acquirer_silent = 0
         self.reader_failed = 0
@@ -391,23 +393,34 @@ class Terminal:
             if self.store.backlog:
                 return
         for cur in sorted(self.totals):
-            count, amount = self.totals[cur]
             if not self._reachable():
                 yield self.env.timeout(self._refusal_delay())
                 self.retry_at = self.env.now + w.scenario.retry_s
                 return
-            msg = reconciliation_request(terminal_id=self.id, stan=self._take_stan(), transmitted=w.clock(),
-                                         currency=cur, credits_count=0, credits_amount=0,
-                                         debits_count=count, debits_amount=amount)
+            # An unanswered 0500 goes again as it was, so the host answers it as it did the first
+            # time; sales made since wait for the next one.
+            if cur not in self.eod:
+                count, amount = self.totals[cur]
+                self.eod[cur] = (reconciliation_request(terminal_id=self.id, stan=self._take_stan(),
+                                                        transmitted=w.clock(), currency=cur, credits_count=0,
+                                                        credits_amount=0, debits_count=count, debits_amount=amount),
+                                 count, amount)
+            msg, count, amount = self.eod[cur]
             answer = yield from self._send(msg)
             if not isinstance(answer, Message):
                 self.retry_at = self.env.now + w.scenario.retry_s
                 return
             code = answer.response_code or "??"
             m.settlements[code] += 1
+            del self.eod[cur]
             if code == "95":  # SET-01: upload; the host closes every unsettled batch of this terminal
                 w.host.batch_upload(self.id, [r.message for r in self.store.owed()], w.clock())
                 self.totals.clear()
+                self.eod.clear()
                 break
-            del self.totals[cur]
+            left = self.totals[cur]
+            left[0] -= count
+            left[1] -= amount
+            if left == [0, 0]:
+                del self.totals[cur]
         self.cut_index += 1
