@@ -198,3 +198,25 @@ def test_wireshark_decodes_an_upload_exchange(tmp_path) -> None:
     wanted = [up, response(up, "00"), repeat(up)]
     write_pcap(tmp_path / "upload.pcap", wanted)
     _check(tmp_path / "upload.pcap", wanted)
+
+
+def test_terminal_store_plans_each_upload_once_and_repeats_after_a_send(tmp_path) -> None:
+    from sim.live.terminal.store import TerminalStore
+
+    path = tmp_path / "terminal.sqlite"
+    store = TerminalStore(path)
+    first = batch_upload(offline(2, 300), stan=10, transmitted="1122180100")
+    store.plan_upload(1, "978", [(7, first)])
+    store.plan_upload(1, "978", [(7, batch_upload(offline(2, 300), stan=99, transmitted="1122190000"))])
+    (row,) = store.uploads(1, "978")
+    assert (row.attempt, row.message.stan, row.wire_form.mti, row.done) == (7, "000010", "0320", False)
+    store.upload_sending(row.id)
+    store.close()  # a restart: what was committed is all there is
+    store = TerminalStore(path)
+    (row,) = store.uploads(1, "978")
+    assert (row.sends, row.wire_form.mti, row.wire_form.stan) == (1, "0321", "000010")
+    store.upload_answered(row.id, "30", taken=False)
+    assert not store.uploads(1, "978")[0].done and store.summary()["upload_pending"] == 1
+    store.upload_answered(row.id, "00", taken=True)
+    assert store.uploads(1, "978")[0].done and store.summary()["upload_pending"] == 0
+    assert store.planned_uploads(1) == {7} and store.uploads(2, "978") == []
