@@ -46,7 +46,11 @@ def _decoded(data: bytes, flatten: bool) -> dict[str, Any]:
 
 def _copy(objects: dict[str, Any]) -> dict[str, Any]:
     """A copy of a decoded dict, nested dicts copied too (values are immutable bytes)."""
-    return {tag: _copy(value) if type(value) is dict else value for tag, value in objects.items()}
+    out = dict(objects)  # a C-level copy first: most answers (DE55 among them) nest nothing
+    for tag, value in objects.items():
+        if type(value) is dict:
+            out[tag] = _copy(value)
+    return out
 
 
 def encode(objects: Mapping[str, Any]) -> bytes:
