@@ -39,7 +39,7 @@ True
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Callable, Iterable, Mapping
 
@@ -384,7 +384,7 @@ def _money(minor: int, code: str) -> str:
         return f"{minor} ({code})"
 
 
-@dataclass
+@dataclass(slots=True)
 class _Attempt:
     """Everything the history says about one key (mutable while the history is read)."""
 
@@ -395,7 +395,6 @@ class _Attempt:
     amount: int
     outcome: EventType | None = None
     reversed: int = 0
-    effects: list[BookedEffect] = field(default_factory=list)
 
     def add(self, event: HistoryEvent) -> None:
         if event.currency != self.currency or event.kind != self.kind:
@@ -457,80 +456,121 @@ def _finding(a: _Attempt, expected: int, booked: int, detail: str) -> Finding:
     return Finding(tid, stan, de7, mask_pan(a.pan), a.currency, expected, booked, detail)
 
 
+class _Tally:
+    """What judging attempts adds up: money per currency and the findings (shared by both checkers)."""
+
+    __slots__ = ("money", "lost", "duplicated", "unexpected", "mismatched", "resolved", "attempts", "effects")
+
+    def __init__(self) -> None:
+        self.money: dict[str, list[int]] = {}
+        self.lost: list[Finding] = []
+        self.duplicated: list[Finding] = []
+        self.unexpected: list[Finding] = []
+        self.mismatched: list[Finding] = []
+        self.resolved: list[Resolution] = []
+        self.attempts = 0
+        self.effects = 0
+
+    def copy(self) -> "_Tally":
+        out = _Tally()
+        out.money = {cur: list(pair) for cur, pair in self.money.items()}
+        for name in ("lost", "duplicated", "unexpected", "mismatched", "resolved"):
+            setattr(out, name, list(getattr(self, name)))
+        out.attempts, out.effects = self.attempts, self.effects
+        return out
+
+    def judge(self, attempts: Mapping[Key, _Attempt], effects: Iterable[BookedEffect]) -> None:
+        """Match ``effects`` to ``attempts`` and judge every attempt and orphan booking among them.
+
+        ``attempts`` and ``effects`` must be closed under matching: every effect whose
+        terminal id and STAN equal an attempt's is in ``effects`` and every such attempt in
+        ``attempts`` (the whole history, or one terminal id + STAN of it).
+        """
+        by_stan: dict[tuple[str, str], list[Key]] = {}
+        for key in attempts:
+            by_stan.setdefault((key[0], key[1]), []).append(key)
+        owned: dict[Key, list[BookedEffect]] = {}
+        orphans: dict[Key, list[BookedEffect]] = {}
+        money = self.money
+        for effect in effects:
+            self.effects += 1
+            money.setdefault(effect.currency, [0, 0])[1] += effect.signed
+            owner = _match(effect, attempts, by_stan)
+            if owner is None:
+                orphans.setdefault(effect.key, []).append(effect)
+            else:
+                owned.setdefault(owner, []).append(effect)
+        self.attempts += len(attempts)
+        for key, a in attempts.items():
+            self._attempt(a, owned.get(key, ()))
+        for key, group in orphans.items():
+            first = group[0]
+            net = sum(e.signed for e in group)
+            tid, stan, de7 = key
+            self.unexpected.append(
+                Finding(tid, stan, de7, mask_pan(first.pan), first.currency, 0, net, "booked without an attempt")
+            )
+
+    def _attempt(self, a: _Attempt, effects: Iterable[BookedEffect]) -> None:
+        d, target = a.direction, a.target
+        effects = list(effects)
+        same = [e for e in effects if e.currency == a.currency]
+        got = d * sum(e.signed for e in same)
+        for e in effects:
+            if e.currency != a.currency:
+                detail = f"booked in currency {_alpha(e.currency)}, attempted in {_alpha(a.currency)}"
+                self.mismatched.append(_finding(a, 0, d * e.signed, detail))
+            elif e.pan != a.pan:
+                self.mismatched.append(_finding(a, target, got, f"booked on card {mask_pan(e.pan)}"))
+        counted = target if (a.determinate or got >= target) else 0
+        self.money.setdefault(a.currency, [0, 0])[0] += d * counted
+        if got == target and a.determinate:
+            return
+        if not a.determinate and got in (0, target):
+            tid, stan, de7 = a.key
+            self.resolved.append(Resolution(tid, stan, de7, mask_pan(a.pan), a.currency, target, got == target))
+        elif target == 0:
+            why = "declined" if a.outcome is EventType.DECLINED else "reversed" if a.reversed else "of zero amount"
+            self.unexpected.append(_finding(a, 0, got, f"booked though {why}"))
+        elif got == 0:
+            how = "offline" if a.outcome is EventType.APPROVED_OFFLINE else "online"
+            self.lost.append(_finding(a, target, 0, f"approved {how} but not booked"))
+        elif got > target and got % target == 0:
+            self.duplicated.append(_finding(a, target, got, f"booked {got // target} times"))
+        else:
+            self.mismatched.append(_finding(a, target, got, "booked amount differs"))
+
+    def verdict(self) -> Verdict:
+        def order(f: Finding | Resolution) -> tuple[str, str, str]:
+            return (f.terminal_id, f.stan, f.transmitted or "")
+
+        balances = tuple(Balance(cur, exp, got) for cur, (exp, got) in sorted(self.money.items()))
+        bad = self.lost or self.duplicated or self.unexpected or self.mismatched
+        ok = not bad and all(b.difference == 0 for b in balances)
+        return Verdict(
+            ok=ok,
+            lost=tuple(sorted(self.lost, key=order)),
+            duplicated=tuple(sorted(self.duplicated, key=order)),
+            unexpected=tuple(sorted(self.unexpected, key=order)),
+            mismatched=tuple(sorted(self.mismatched, key=order)),
+            resolved=tuple(sorted(self.resolved, key=order)),
+            balances=balances,
+            attempts=self.attempts,
+            effects=self.effects,
+        )
+
+
 def check(history: Iterable[HistoryEvent], booked: Iterable[BookedEffect]) -> Verdict:
     """Compare a terminal-side history with the ledger's booked effects; see the module notes.
+
+    Everything is read before anything is judged; :class:`sim.core.history_stream.StreamingCheck`
+    gives the same verdict from a stream, in memory bounded by what is still open.
 
     Raises
     ------
     ValueError
         Events of one attempt disagree on currency or direction (the history is corrupt).
     """
-    attempts = _read_history(history)
-    by_stan: dict[tuple[str, str], list[Key]] = {}
-    for key in attempts:
-        by_stan.setdefault((key[0], key[1]), []).append(key)
-    effects = list(booked)
-    orphans: dict[Key, list[BookedEffect]] = {}
-    money: dict[str, list[int]] = {}
-    for effect in effects:
-        money.setdefault(effect.currency, [0, 0])[1] += effect.signed
-        owner = _match(effect, attempts, by_stan)
-        if owner is None:
-            orphans.setdefault(effect.key, []).append(effect)
-        else:
-            attempts[owner].effects.append(effect)
-
-    lost: list[Finding] = []
-    duplicated: list[Finding] = []
-    unexpected: list[Finding] = []
-    mismatched: list[Finding] = []
-    resolved: list[Resolution] = []
-    for a in attempts.values():
-        d, target = a.direction, a.target
-        same = [e for e in a.effects if e.currency == a.currency]
-        got = d * sum(e.signed for e in same)
-        for e in a.effects:
-            if e.currency != a.currency:
-                detail = f"booked in currency {_alpha(e.currency)}, attempted in {_alpha(a.currency)}"
-                mismatched.append(_finding(a, 0, d * e.signed, detail))
-            elif e.pan != a.pan:
-                mismatched.append(_finding(a, target, got, f"booked on card {mask_pan(e.pan)}"))
-        counted = target if (a.determinate or got >= target) else 0
-        money.setdefault(a.currency, [0, 0])[0] += d * counted
-        if got == target and a.determinate:
-            continue
-        if not a.determinate and got in (0, target):
-            tid, stan, de7 = a.key
-            resolved.append(Resolution(tid, stan, de7, mask_pan(a.pan), a.currency, target, got == target))
-        elif target == 0:
-            why = "declined" if a.outcome is EventType.DECLINED else "reversed" if a.reversed else "of zero amount"
-            unexpected.append(_finding(a, 0, got, f"booked though {why}"))
-        elif got == 0:
-            how = "offline" if a.outcome is EventType.APPROVED_OFFLINE else "online"
-            lost.append(_finding(a, target, 0, f"approved {how} but not booked"))
-        elif got > target and got % target == 0:
-            duplicated.append(_finding(a, target, got, f"booked {got // target} times"))
-        else:
-            mismatched.append(_finding(a, target, got, "booked amount differs"))
-    for key, group in orphans.items():
-        first = group[0]
-        net = sum(e.signed for e in group)
-        tid, stan, de7 = key
-        unexpected.append(Finding(tid, stan, de7, mask_pan(first.pan), first.currency, 0, net, "booked without an attempt"))
-
-    def order(f: Finding | Resolution) -> tuple[str, str, str]:
-        return (f.terminal_id, f.stan, f.transmitted or "")
-
-    balances = tuple(Balance(cur, exp, got) for cur, (exp, got) in sorted(money.items()))
-    ok = not (lost or duplicated or unexpected or mismatched) and all(b.difference == 0 for b in balances)
-    return Verdict(
-        ok=ok,
-        lost=tuple(sorted(lost, key=order)),
-        duplicated=tuple(sorted(duplicated, key=order)),
-        unexpected=tuple(sorted(unexpected, key=order)),
-        mismatched=tuple(sorted(mismatched, key=order)),
-        resolved=tuple(sorted(resolved, key=order)),
-        balances=balances,
-        attempts=len(attempts),
-        effects=len(effects),
-    )
+    tally = _Tally()
+    tally.judge(_read_history(history), booked)
+    return tally.verdict()
