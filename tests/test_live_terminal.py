@@ -247,8 +247,9 @@ def test_settlement_matches_and_mismatch_is_settled_by_upload(lab: Lab) -> None:
 
 
 def test_upload_cut_by_kill_resumes_without_counting_twice(lab: Lab) -> None:
-    """SET-01 across a power cut: the terminal dies with a 0320 out; after a restart the settle
-    repeats it as 0321, uploads the rest and settles; the host counts each transaction once."""
+    """SET-01 across a power cut: the terminal dies with a 0320 out (its USD already settled 00);
+    after a restart the settle leaves USD alone, repeats the 0320 as 0321, uploads the rest and
+    settles; the host counts each transaction once."""
     host = lab.host()
     port = host.port
     host.stop()
@@ -262,6 +263,8 @@ def test_upload_cut_by_kill_resumes_without_counting_twice(lab: Lab) -> None:
                      '[[rules]]\nmti = "0320"\naction = "delay"\ndelay_ms = 3000\ncount_to = 1\n')
     host = lab.host(port, "--rules", str(rules))
     assert ecr(term, {"cmd": "drain", "timeout": 10})["drained"]
+    usd = ecr(term, {"cmd": "sale", "card": "mc-healthy", "amount_minor": 700})
+    assert (usd["outcome"], usd["currency"]) == ("approved", "840"), usd
     settling = threading.Thread(target=_quiet_settle, args=(term,))
     settling.start()
     db = sqlite3.connect(lab.tmp / "term" / "terminal.sqlite")
@@ -275,9 +278,10 @@ def test_upload_cut_by_kill_resumes_without_counting_twice(lab: Lab) -> None:
     assert db.execute("SELECT COUNT(*), SUM(sends), COUNT(done) FROM uploads").fetchone() == (2, 1, 0)
     db.close()
     term = lab.terminal(port, "--timeout", "5")
+    assert "settled batch" in ecr(term, {"cmd": "void", "stan": usd["stan"]})["error"]
     settle = ecr(term, {"cmd": "settle"})
     assert settle["outcome"] == "settled", settle
-    (eur,) = settle["currencies"]
+    (eur,) = settle["currencies"]  # USD was settled before the cut
     assert eur["code"] == "95" and eur["upload"]["code"] == "00" and eur["upload"]["sent"] == 2, eur
     assert eur["upload"]["host"] == eur["terminal"] == {
         "debits_count": 2, "debits_amount": 601, "credits_count": 0, "credits_amount": 0}
@@ -287,7 +291,7 @@ def test_upload_cut_by_kill_resumes_without_counting_twice(lab: Lab) -> None:
     term.stop()
     host.stop()  # flushes the journal
     mtis = journal_mtis(lab.tmp / "journal.jsonl")
-    assert (mtis.count("0320"), mtis.count("0321")) == (2, 1), mtis
+    assert (mtis.count("0320"), mtis.count("0321"), mtis.count("0500")) == (2, 1, 4), mtis  # USD, EUR; EUR twice
     verdict = judge(lab.tmp / "term", rows)
     assert verdict.ok, verdict.pretty()
 

@@ -245,8 +245,9 @@ class Terminal:
             target = self.store.attempt_by_stan(stan)
             if target is None or target.state not in ("approved-online", "approved-offline"):
                 raise TerminalError(f"void: no approved transaction with stan {stan!r} in this terminal")
-            if target.batch != self.store.batch:
-                raise TerminalError(f"void: stan {stan!r} is in settled batch {target.batch}; refund it instead")
+            if self.store.is_settled(target.id):
+                raise TerminalError(f"void: stan {stan!r} is in a settled batch ({target.batch}, {target.currency}); "
+                                    "refund it instead")
             if target.reversed >= target.amount:
                 raise TerminalError(f"void: stan {stan!r} is already reversed")
             original = self.store.carrier(target.id)
@@ -368,7 +369,8 @@ class Terminal:
         On 0510 00 for a currency it is settled. On 95 the terminal uploads that
         currency's transactions (0320s, see :mod:`.upload`) and sends the 0500 again with
         DE3 960000; the host's 00 settles it. The batch closes when every currency is
-        settled; otherwise it stays open and a later ``settle`` resumes the upload.
+        settled; otherwise it stays open, the settled currencies' transactions leave its
+        totals, and a later ``settle`` resumes with the rest (the upload where it stopped).
         """
         from .upload import upload_batch
 
@@ -386,6 +388,8 @@ class Terminal:
                         again = await self._reconcile(t, "960000")
                         upload.update(code=again["code"], stan=again["stan"], host=again["host"])
                 entry["settled"] = entry["code"] == "00" or entry.get("upload", {}).get("code") == "00"
+                if entry["settled"]:
+                    self.store.settle_currency(t.currency)  # a later settle leaves it out
                 currencies.append(entry)
             settled = all(c["settled"] for c in currencies)
             new_batch = None

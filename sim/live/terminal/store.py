@@ -39,6 +39,10 @@ Tables
     (so a resend is a 0321), ``done`` set when the host answered 0330 00. A settle that is
     cut -- link lost, ``kill -9`` -- resumes with what is not done, and sends nothing twice
     that the host acknowledged; the host takes each transaction once by its original key anyway.
+``settled``
+    Attempts of the open batch whose currency the host has already settled (0510 00) while
+    another currency of the batch has not: left out of later totals and uploads, so a
+    settle that is repeated sends the host only what it has not settled yet.
 
 What is stored holds no track data and no PIN block (SEC-03): the kernel's advices
 and reversals carry neither, and the online request itself is never stored, only
@@ -96,6 +100,8 @@ CREATE TABLE IF NOT EXISTS rejected (
     code TEXT, at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS batches (number INTEGER PRIMARY KEY, closed TEXT NOT NULL, detail TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS settled (attempt INTEGER PRIMARY KEY, batch INTEGER NOT NULL, currency TEXT NOT NULL,
+                                    at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS uploads (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     batch INTEGER NOT NULL, currency TEXT NOT NULL, attempt INTEGER NOT NULL,
@@ -428,6 +434,7 @@ class TerminalStore:
         rows = self._db.execute(
             "SELECT currency, kind, COUNT(*), SUM(amount - reversed) FROM attempts "
             "WHERE batch = ? AND state IN ('approved-online', 'approved-offline') AND reversed < amount "
+            "AND id NOT IN (SELECT attempt FROM settled) "
             "GROUP BY currency, kind ORDER BY currency", (self.batch,)).fetchall()
         out: dict[str, dict[str, int]] = {}
         for cur, kind, count, amount in rows:
@@ -436,8 +443,25 @@ class TerminalStore:
         return [Totals(cur, **values) for cur, values in out.items()]
 
     def batch_attempts(self) -> list[Attempt]:
-        """Approved attempts of the open batch (for a batch upload)."""
-        return [a for a in self.attempts() if a.batch == self.batch and a.state in APPROVED]
+        """Approved attempts of the open batch not settled yet (for a batch upload)."""
+        settled = self._settled()
+        return [a for a in self.attempts() if a.batch == self.batch and a.state in APPROVED and a.id not in settled]
+
+    def _settled(self) -> set[int]:
+        return {int(r[0]) for r in self._db.execute("SELECT attempt FROM settled")}
+
+    def is_settled(self, attempt: int) -> bool:
+        """True when the host has settled ``attempt`` (its batch closed, or its currency settled)."""
+        row = self._db.execute("SELECT batch FROM attempts WHERE id = ?", (attempt,)).fetchone()
+        return row is not None and (row[0] != self.batch or attempt in self._settled())
+
+    def settle_currency(self, currency: str) -> None:
+        """The host settled ``currency`` of the open batch (0510 00): its attempts so far leave the totals."""
+        with self._tx():
+            self._db.execute(
+                "INSERT OR IGNORE INTO settled(attempt, batch, currency, at) SELECT id, batch, currency, ? FROM attempts "
+                "WHERE batch = ? AND currency = ? AND state IN ('approved-online', 'approved-offline')",
+                (_now(), self.batch, currency))
 
     def close_batch(self, detail: str) -> int:
         """Close the open batch (after 0510 00 or an upload); returns the new batch's number."""
