@@ -684,7 +684,11 @@ class Acquirer:
         for txn in transactions:
             if txn.original_mti in ("0120", "0220") and _txn_key(txn) in added:
                 added.discard(_txn_key(txn))
-                self._advice(txn, now)
+                try:
+                    self._advice(txn, now)
+                except MessageError as exc:  # counted in the batch already; the issuer refuses it as malformed
+                    reason = f"uploaded advice not forwarded: {_scrub(str(exc))}"
+                    self._decide(txn, _fallback_response(txn, "30"), now, route="acquirer", reason=reason)
 
 
 __all__ = [
