@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     from ..iso8583.dialect import DEFAULT
     from ..iso8583.framing import Framing
     from ..live.traffic import Traffic
+    from ..load.tuning import settle_heap
     from ..load.wire import WireEncoder
 
     framing, decode = Framing(), DEFAULT.decode
@@ -155,6 +156,7 @@ def main(argv: list[str] | None = None) -> None:
 
     workers = [gevent.spawn(connection, i) for i in range(ns.connections)]
     gevent.sleep(ns.warmup)
+    settle_heap()  # as the Locust users do once spawned
     state["counting"] = True
     start, cpu = time.perf_counter(), time.process_time()
     gevent.sleep(ns.duration)
