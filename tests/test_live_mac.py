@@ -37,7 +37,7 @@ from sim.live.host_server import utc_now
 from sim.live.process import ServerProcess, start
 from sim.live.redact import MAC_VERDICTS, join_track2, redact_request, restore_request, split_track2, strip_track2
 from sim.live.sales import chip_sale
-from sim.live.store import Event, StateStore, identity, replay
+from sim.live.store import StateStore, identity, replay
 from sim.live.terminal.client import EcrClient
 from sim.terminal.links import TcpLink
 
