@@ -240,3 +240,13 @@ def test_host_handle_with_the_dialect_checks_the_mac_without_bytes() -> None:
     assert host.handle(sign(_echo(), MAC64), NOW, MAC64).response_code == "00"
     assert host.handle(_echo(2), NOW, MAC64).response_code == "63"
     assert host.handle(_echo(3), NOW).response_code == "00"  # no dialect: in-process, nothing to authenticate
+
+
+def test_a_repeat_differing_only_in_track_data_gets_the_first_answer_on_a_mac_dialect() -> None:
+    # REV-03: the duplicate check ignores track and PIN data, so it must ignore the MAC that covers them.
+    host = Host()
+    first = sample_sale()
+    again = first.replace(**{"35": first.fields["35"][:-4] + "0000"})
+    answers = [parse(host.receive(sign(m, MAC64).encode(MAC64), NOW, MAC64) or b"", MAC64) for m in (first, again)]
+    assert answers[0].response_code != "94"
+    assert [a.response_code for a in answers] == [answers[0].response_code] * 2

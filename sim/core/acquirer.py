@@ -229,8 +229,9 @@ def _txn_key(msg: Message) -> tuple[str, str, str]:
     return (msg.terminal_id or "", msg.stan or "", msg.transmitted or "")
 
 
-_NOT_KEPT = ("p", "1", "35", "45", "52")
-"""Left out of what the duplicate check remembers: bitmaps, track 2, track 1, PIN block."""
+_NOT_KEPT = ("p", "1", "35", "45", "52", "64", "128")
+"""Left out of what the duplicate check remembers: bitmaps, track 2, track 1, PIN block, and the
+MAC (it covers the track and PIN fields left out, so a repeat differing only in those differs in it too)."""
 _TRACK_TAGS = frozenset({"56", "57", "9F1F", "9F20", "9F6B"})
 """DE55 tags holding track data."""
 
