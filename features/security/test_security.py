@@ -422,7 +422,7 @@ def _simulate_findings(sec: Sec) -> None:
     from sim.des.scenario import load_scenario
 
     small = load_scenario("default").model_copy(update={"duration_h": 0.2, "drain_h": 0.1})
-    world, _ = simulate(small, seed=3, estate_scale=0.05)
+    world, _ = simulate(small, seed=3, estate_scale=0.05, keep_history=True)
     history = list(world.history())
     sec.extra_pans = sorted({e.pan for e in history})
     sec.report = build_report(world, check(history, []))

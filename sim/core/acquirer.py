@@ -220,6 +220,7 @@ _DEFAULTS: dict[str, Any] = {
     "outages": (),
     "keep_records": 10_000,
     "duplicate_window_s": 900,
+    "retain_s": None,
     "standin": {},
     "settlement": {},
 }
@@ -309,8 +310,11 @@ class Acquirer:
         ``require_sign_on`` (bool, default false), ``signed_off_code`` (DE39 for refused
         requests, default ``"91"``), ``outages`` (fault schedule: ``{"issuer", "start",
         "end"}`` dicts or :class:`Outage`), ``keep_records`` (how many decisions and
-        deliveries to keep in memory, default 10 000), ``standin`` and ``settlement``
-        (configs for the components built when none is passed).
+        deliveries to keep in memory, default 10 000), ``duplicate_window_s`` (how long an
+        answer is replayed to a duplicate request, default 900), ``retain_s`` (how long
+        :meth:`prune` keeps which issuer an authorization went to, default ``None``: keep
+        all), ``standin`` and ``settlement`` (configs for the components built when none
+        is passed).
     standin, settlement : optional
         Ready components (to share or inspect them); built from ``config`` otherwise.
     on_decision : callable, optional
@@ -348,7 +352,10 @@ class Acquirer:
         self.on_decision = on_decision
         self._down: set[str] = set()
         self._terminals: dict[str, str] = {}
-        self._routed: dict[tuple[str, str, str], str] = {}
+        self._routed: dict[tuple[str, str, str], tuple[str, datetime]] = {}
+        """Authorization key -> the issuer it went to and when (oldest first): routes reversals without a PAN."""
+        retain = cfg["retain_s"]
+        self.retain = None if retain is None else timedelta(seconds=float(retain))
         self.duplicate_window = timedelta(seconds=int(cfg["duplicate_window_s"]))
         self._answers: dict[tuple[str, str, str], tuple[dict[str, Any], Message, Decision]] = {}
         self._last: Decision | None = None
@@ -448,6 +455,41 @@ class Acquirer:
         record = AdviceDelivery(now, name, advice.mti, advice.terminal_id or "", advice.stan or "", outcome, code)
         self.deliveries.append(record)
         return record
+
+    # Memory ---------------------------------------------------------------------------------
+
+    def prune(self, now: datetime, *, before: datetime | None = None, unsettled: bool = False) -> int:
+        """Forget what only a window needs; ``before`` defaults to ``now - retain``.
+
+        What is kept, for how long, and why:
+
+        * answers replayed to duplicate requests: ``duplicate_window`` (REV-03);
+        * which issuer each authorization went to: until ``before``. A reversal without a
+          PAN is routed by it; one naming an authorization forgotten sooner is answered
+          00 with nothing released, so ``retain_s`` must exceed the longest a terminal
+          may take to reverse (its store-and-forward horizon);
+        * settlement entries: see :meth:`Settlement.prune` (``unsettled`` is passed on);
+        * decisions and advice deliveries: the latest ``keep_records``; queued advices
+          until their issuer acknowledges them (never pruned: money owed).
+
+        Returns the routes forgotten.
+        """
+        while self._answered_at and now - self._answered_at[0][0] > self.duplicate_window:
+            self._answers.pop(self._answered_at.popleft()[1], None)
+        if before is None:
+            if self.retain is None:
+                self.settlement.prune(now)
+                return 0
+            before = now - self.retain
+        self.settlement.prune(now, before=before, unsettled=unsettled)
+        gone = 0
+        while self._routed:
+            first = next(iter(self._routed))
+            if self._routed[first][1] >= before:
+                break
+            del self._routed[first]
+            gone += 1
+        return gone
 
     # Terminals ------------------------------------------------------------------------------
 
@@ -607,13 +649,16 @@ class Acquirer:
         previous = self.standin.answered(msg)
         if previous is not None:
             answer, sd = previous
-            issuer_name = self._routed.get((msg.terminal_id or "", msg.stan or "", msg.transmitted or ""))
+            routed = self._routed.get((msg.terminal_id or "", msg.stan or "", msg.transmitted or ""))
+            issuer_name = routed[0] if routed is not None else None
             return self._decide(msg, answer, now, route="standin", reason=sd.reason, issuer=issuer_name, stand_in=True)
         pan = self._pan(msg)
         issuer = self.route(pan or "")
         if issuer is None:
             return self._decide(msg, response(msg, "15"), now, route="acquirer", reason="no issuer serves this BIN")
-        self._routed[(msg.terminal_id or "", msg.stan or "", msg.transmitted or "")] = issuer.name
+        key = (msg.terminal_id or "", msg.stan or "", msg.transmitted or "")
+        self._routed.pop(key, None)  # re-inserted: the map stays in time order
+        self._routed[key] = (issuer.name, now)
         forwarded, why, _ = self._forward(issuer, msg, now, in_order=False, retry=_STANDIN_CODES)
         if forwarded is not None:
             self.settlement.record(msg, forwarded.response_code, now, source="online")
@@ -642,8 +687,8 @@ class Acquirer:
         pan = self._pan(msg)
         issuer = self.route(pan) if pan else None
         if issuer is None and original is not None:
-            name = self._routed.get((msg.terminal_id or "", original.stan, original.transmitted))
-            issuer = self.issuers.get(name) if name else None
+            routed = self._routed.get((msg.terminal_id or "", original.stan, original.transmitted))
+            issuer = self.issuers.get(routed[0]) if routed else None
         if issuer is None:
             reason = "original not found; nothing to release"
             return self._decide(msg, response(msg, "00"), now, route="acquirer", reason=reason)

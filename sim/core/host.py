@@ -11,7 +11,8 @@ Configuration is plain data (desmod style), every key optional::
         "standin": {"limits": {"EUR": 5000, "USD": 5000}},            # see StandIn
         "settlement": {"cutoff": "23:00"},                             # see Settlement
         "issuer": {"duplicate_window_s": 900, "pin_try_limit": 3,      # every issuer
-                   "keep_decisions": 10000},                           # (default: keep all)
+                   "keep_decisions": 10000, "keep_postings": 10000,    # (default: keep all)
+                   "retain_s": 86400},                                 # see Host.prune
         "mac": {"keys": {"TERM0001": "<32 hex>"},                      # see MacKeys; default:
                 "default_key": "<32 hex>"},                            # the TEST ONLY MAC key
     }
@@ -55,7 +56,7 @@ DEFAULT_STANDIN_LIMITS = {"EUR": 5000, "USD": 5000, "JPY": 5000, "KWD": 5000}
 
 _SECTIONS = ("acquirer", "standin", "settlement", "issuer", "mac")
 _ISSUER_KEYS = {"duplicate_window_s": "duplicate_window", "pin_try_limit": "pin_try_limit",
-               "keep_decisions": "keep_decisions"}
+               "keep_decisions": "keep_decisions", "keep_postings": "keep_postings", "retain_s": "retain"}
 
 
 class Host:
@@ -79,7 +80,8 @@ class Host:
         for key, value in dict(config.get("issuer", {})).items():
             if key not in _ISSUER_KEYS:
                 raise ValueError(f"host config [issuer] has unknown key {key!r}; allowed: {', '.join(_ISSUER_KEYS)}")
-            options[_ISSUER_KEYS[key]] = timedelta(seconds=value) if key == "duplicate_window_s" else value
+            timed = key in ("duplicate_window_s", "retain_s") and value is not None
+            options[_ISSUER_KEYS[key]] = timedelta(seconds=value) if timed else value
         self.issuers: dict[str, Issuer] = {
             cfg.id: Issuer.from_card_set(self.cards, cfg.id, **options) for cfg in self.cards.issuers
         }
@@ -177,6 +179,20 @@ class Host:
     def available(self, pan: str) -> int:
         """Balance minus holds."""
         return self.issuer_for(pan).available(pan)
+
+    def prune(self, now: datetime, *, before: datetime | None = None, unsettled: bool = False) -> int:
+        """Forget host state only a window needs: a long-running driver calls this on a timer.
+
+        Each part keeps what a later message may still name for as long as its window says
+        (``retain_s`` of ``issuer``, ``acquirer`` and ``settlement``; see
+        :meth:`Issuer.prune`, :meth:`Acquirer.prune`, :meth:`Settlement.prune`), or
+        everything received before ``before`` when given (the SimPy world passes the time
+        of the oldest transaction still owed anywhere, with ``unsettled=True``). Money
+        already booked stays in the balances and the batch totals. Returns the originals
+        and routes forgotten.
+        """
+        gone = sum(issuer.prune(now, before=before) for issuer in self.issuers.values())
+        return gone + self.acquirer.prune(now, before=before, unsettled=unsettled)
 
     def booked_effects(self) -> list[BookedEffect]:
         """Every posting of every issuer's ledger, as the history checker reads them."""

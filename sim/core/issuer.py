@@ -240,6 +240,13 @@ class Issuer:
         Called with every :class:`Decision` (a log sink).
     keep_decisions : int, optional
         Keep only the last N decisions in :attr:`decisions` (default: all).
+    keep_postings : int, optional
+        Keep only the last N postings of a ledger built here (default: all).
+    retain : timedelta, optional
+        How long :meth:`prune` keeps a booked original after its last posting (default:
+        forever). It must exceed the longest a terminal may take to repeat an advice or
+        send a reversal (its store-and-forward horizon): a message about an original
+        forgotten sooner is taken as new (see :meth:`Ledger.prune`).
     """
 
     def __init__(
@@ -253,13 +260,16 @@ class Issuer:
         ledger: Ledger | None = None,
         on_decision: Callable[[Decision], None] | None = None,
         keep_decisions: int | None = None,
+        keep_postings: int | None = None,
+        retain: timedelta | None = None,
     ) -> None:
         if pin_try_limit < 1:
             raise ValueError(f"pin_try_limit is {pin_try_limit}; it must be at least 1")
         self.config = config
         self.duplicate_window = duplicate_window
         self.pin_try_limit = pin_try_limit
-        self.ledger = ledger if ledger is not None else Ledger()
+        self.ledger = ledger if ledger is not None else Ledger(keep_postings=keep_postings)
+        self.retain = retain
         self._zpk = zpk
         self._on_decision = on_decision
         self._decisions: deque[Decision] = deque(maxlen=keep_decisions)
@@ -326,6 +336,29 @@ class Issuer:
     def reset_pin_tries(self, pan: str) -> None:
         """Unblock the online PIN, as a call to the issuer's help desk would."""
         self._state[pan].pin_failures = 0
+
+    def prune(self, now: datetime, *, before: datetime | None = None) -> int:
+        """Forget what only a window needs, older than ``before`` (default ``now - retain``).
+
+        Kept for how long, and why:
+
+        * remembered answers to duplicates: ``duplicate_window`` (pruned on every message);
+        * approvals counted for velocity: the card's velocity window (pruned on its next check);
+        * booked originals in the ledger, and completions' links to the authorizations they
+          captured: until ``before`` (:meth:`Ledger.prune`), never while a hold is open.
+
+        Nothing is pruned without ``before`` or ``retain``. Returns the originals forgotten.
+        """
+        self._forget(now)
+        if before is None:
+            if self.retain is None:
+                return 0
+            before = now - self.retain
+        gone = self.ledger.prune(before)
+        if gone:
+            state = self.ledger.state
+            self._aliases = {k: v for k, v in self._aliases.items() if state(v) is not TxnState.ABSENT}
+        return gone
 
     @property
     def decisions(self) -> tuple[Decision, ...]:

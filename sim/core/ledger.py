@@ -10,6 +10,13 @@ What may happen to an original is written once, as data, in :data:`TRANSITIONS`
 (the h11 way): ``(state, event) -> new state``. A pair that is not there is not
 booked, and :data:`REFUSALS` says what the caller is told instead.
 
+Memory (a long run, a long-lived host): the postings are a record for readers, not
+state; ``keep_postings`` keeps only the latest N of them, and ``on_posting`` hands
+every posting to a reader as it is written (the SimPy world streams them to its
+history checker). What booking exactly once needs is the state of each original;
+:meth:`Ledger.prune` forgets originals with no hold left open whose last posting is
+older than a cut-off the caller chooses (see there for how long that must be).
+
 All amounts are ``int`` minor units of the account currency. A balance may go
 below zero: offline approvals and stand-in advices are money already spent and
 are booked even when the account cannot cover them.
@@ -34,7 +41,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
-from typing import Iterator
+from collections import deque
+from typing import Callable, Iterator
 
 from ..iso8583.pretty import mask_pan
 from .money import Currency, currency as lookup_currency
@@ -282,6 +290,8 @@ class _Txn:
     reversals: set[TxnKey] = field(default_factory=set)
     balance: int = 0
     held: int = 0
+    last: datetime | None = None
+    """When the latest posting for it was written (``None``: never dated, never pruned)."""
 
 
 def _amount(value: object, what: str = "amount") -> int:
@@ -294,12 +304,23 @@ class Ledger:
     """Accounts by PAN, their holds, and the append-only postings.
 
     Not thread-safe and never does I/O: the issuer calls it from its ``handle``.
+
+    Parameters
+    ----------
+    keep_postings : int, optional
+        Keep only the latest N postings in :meth:`entries` (default: all). Sequence
+        numbers go on counting, so a reader can tell how many went before.
+    on_posting : callable, optional
+        Called with every posting as it is written (a journal, a streaming checker).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, keep_postings: int | None = None,
+                 on_posting: Callable[[Posting], None] | None = None) -> None:
         self._accounts: dict[str, _Account] = {}
         self._txns: dict[TxnKey, _Txn] = {}
-        self._postings: list[Posting] = []
+        self._postings: deque[Posting] = deque(maxlen=keep_postings)
+        self._seq = 0
+        self.on_posting = on_posting
 
     # Accounts -------------------------------------------------------------------------------
 
@@ -475,6 +496,39 @@ class Ledger:
     def __len__(self) -> int:
         return len(self._postings)
 
+    @property
+    def originals(self) -> int:
+        """Original transactions whose state the ledger holds (what :meth:`prune` shrinks)."""
+        return len(self._txns)
+
+    def prune(self, before: datetime) -> int:
+        """Forget originals whose last posting is before ``before`` and that hold nothing open.
+
+        Their money stays in the account balances; what goes is the memory that the
+        original was booked, reversed or captured. A message naming a forgotten original
+        is treated as new: a repeated advice would be booked again, a reversal would find
+        no original. So ``before`` must be earlier than the first posting of anything a
+        later message may still name: the caller's retention window (``retain_s`` of the
+        host config: at least the longest a terminal may take to repeat or reverse, i.e.
+        its store-and-forward horizon), or, in the SimPy world, the oldest transaction
+        still owed anywhere. An open hold (an authorization awaiting its completion or
+        reversal) is never forgotten, however old. Returns how many were forgotten.
+
+        >>> ledger = Ledger()
+        >>> _ = ledger.open_account("4761739001010010", "EUR", 10000)
+        >>> _ = ledger.debit(TxnKey("T1", "000001", "1122103000"), "4761739001010010", 100,
+        ...                  at=datetime(2026, 11, 22, 10, 30))
+        >>> ledger.prune(datetime(2026, 11, 22, 10, 0)), ledger.prune(datetime(2026, 11, 22, 11, 0))
+        (0, 1)
+        >>> ledger.originals, ledger.balance("4761739001010010")
+        (0, 9900)
+        """
+        gone = [key for key, txn in self._txns.items()
+                if txn.last is not None and txn.last < before and not txn.held]
+        for key in gone:
+            del self._txns[key]
+        return len(gone)
+
     def net_effect(self, key: TxnKey) -> NetEffect | None:
         """What the original ``key`` did to its account in the end, or ``None`` when never seen."""
         txn = self._txns.get(key)
@@ -532,8 +586,9 @@ class Ledger:
         booked: bool = True,
         note: str = "",
     ) -> Posting:
+        self._seq += 1
         posting = Posting(
-            seq=len(self._postings) + 1,
+            seq=self._seq,
             kind=kind,
             terminal_id=key.terminal_id,
             stan=key.stan,
@@ -549,4 +604,9 @@ class Ledger:
             at=at,
         )
         self._postings.append(posting)
+        txn = self._txns.get(key)
+        if txn is not None and at is not None:
+            txn.last = at
+        if self.on_posting is not None:
+            self.on_posting(posting)
         return posting

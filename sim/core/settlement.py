@@ -44,6 +44,13 @@ Rules, each chosen so a transaction is counted once and only once:
   credits; every other approved transaction is a debit.
 * Only masked PANs are kept: settlement needs no card data.
 
+Memory: entries are state only while something may still name them (a repeat, a
+reversal, a completion, an upload). :meth:`Settlement.prune` folds older ones into
+their batch's totals and forgets them, so batch totals, 0500 answers and the daily
+report stay exact while memory stays flat: settled batches after ``retain_s`` (config;
+default: keep all), unsettled ones only when the driver says nothing can name them
+(see there).
+
 Examples
 --------
 >>> from datetime import datetime
@@ -98,7 +105,7 @@ CSV_COLUMNS = (
 )
 """Columns of the daily settlement report (``*_minor`` integers, the rest exact decimals)."""
 
-_DEFAULTS: dict[str, Any] = {"cutoff": "00:00", "capture_authorizations": True}
+_DEFAULTS: dict[str, Any] = {"cutoff": "00:00", "capture_authorizations": True, "retain_s": None}
 
 
 class BatchState(str, Enum):
@@ -155,6 +162,10 @@ class Totals:
     credits_amount: int = 0
     debits_count: int = 0
     debits_amount: int = 0
+
+    def __add__(self, other: "Totals") -> "Totals":
+        return Totals(self.credits_count + other.credits_count, self.credits_amount + other.credits_amount,
+                      self.debits_count + other.debits_count, self.debits_amount + other.debits_amount)
 
     def add(self, entry: Entry) -> "Totals":
         """These totals with ``entry`` counted (entries reversed to nothing do not count)."""
@@ -264,7 +275,7 @@ class ReportRow:
 class _Batch:
     """A terminal's batch in one currency (mutable, internal)."""
 
-    __slots__ = ("terminal_id", "currency", "number", "business_day", "state", "keys")
+    __slots__ = ("terminal_id", "currency", "number", "business_day", "state", "keys", "folded")
 
     def __init__(self, terminal_id: str, cur: str, number: int, business_day: date) -> None:
         self.terminal_id = terminal_id
@@ -273,6 +284,8 @@ class _Batch:
         self.business_day = business_day
         self.state = BatchState.OPEN
         self.keys: list[TxnKey] = []
+        self.folded = Totals()
+        """What entries already pruned (:meth:`Settlement.prune`) counted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,7 +322,9 @@ class Settlement:
         ``cutoff`` (``"HH:MM"``, default ``"00:00"``): receipts at or after it belong to the
         next business day. ``capture_authorizations`` (default ``True``): an approved 0100/0120
         counts in the batch like a 0200/0220 (terminal capture); set ``False`` for hosts that
-        capture dual-message transactions only from their completion advices.
+        capture dual-message transactions only from their completion advices. ``retain_s``
+        (default ``None``: keep all): how long :meth:`prune` keeps the entries of a settled
+        batch after the last of them was received.
     """
 
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
@@ -320,9 +335,16 @@ class Settlement:
             cfg[name] = value
         self._cutoff = _parse_cutoff(cfg["cutoff"])
         self._capture_auth = bool(cfg["capture_authorizations"])
+        retain = cfg["retain_s"]
+        if retain is not None and (isinstance(retain, bool) or not isinstance(retain, (int, float)) or retain < 0):
+            raise ValueError(f"settlement config 'retain_s' is {retain!r}; allowed: seconds >= 0, or None to keep all")
+        self.retain = None if retain is None else timedelta(seconds=retain)
         self._entries: dict[TxnKey, Entry] = {}
         self._batches: dict[tuple[str, str], list[_Batch]] = {}
-        self._reversals: set[TxnKey] = set()
+        self._reversals: dict[TxnKey, datetime] = {}
+        """Reversal key -> when it was applied (oldest first)."""
+        self._folded_days: dict[tuple[date, str, str], Totals] = {}
+        """Report totals of pruned entries by business day, terminal and currency."""
         self._authorizations: set[TxnKey] = set()
         self._completions: dict[TxnKey, TxnKey] = {}
         """Completion key -> the authorization key its entry is kept under."""
@@ -430,7 +452,7 @@ class Settlement:
         original = reversal.original
         if original is None:
             raise MessageError(f"{reversal.mti}: DE90 (original data) is missing", field="90")
-        self._reversals.add(rkey)
+        self._reversals[rkey] = now
         okey = (rkey[0], original.stan, original.transmitted)
         entry = self._entries.get(self._completions.get(okey, okey))
         if entry is None or entry.effective <= 0:
@@ -466,7 +488,7 @@ class Settlement:
 
     def _view(self, batch: _Batch) -> BatchView:
         entries = tuple(self._entries[k] for k in batch.keys)
-        totals = Totals()
+        totals = batch.folded
         for entry in entries:
             totals = totals.add(entry)
         return BatchView(batch.terminal_id, batch.currency, batch.number, batch.business_day, batch.state, totals, entries)
@@ -476,6 +498,7 @@ class Settlement:
         totals = Totals()
         for batch in self._batches.get((terminal_id, cur), []):
             if not batch.state.settled:
+                totals = totals + batch.folded
                 for key in batch.keys:
                     totals = totals.add(self._entries[key])
         return totals
@@ -605,11 +628,77 @@ class Settlement:
         closed, totals = self.close_uploaded(terminal_id, now, currency=currency)
         return UploadResult(terminal_id, tuple(added), known, skipped, closed, totals)
 
+    # Memory -------------------------------------------------------------------------------
+
+    def prune(self, now: datetime, *, before: datetime | None = None, unsettled: bool = False) -> int:
+        """Fold entries received before ``before`` (default ``now - retain_s``) into their batch totals.
+
+        What is kept, for how long, and why:
+
+        * entries of a batch not yet settled: until the batch settles, since a repeat must
+          not count twice, a reversal nets its original, a completion captures its
+          authorization and an upload must find what is already counted; with
+          ``unsettled=True`` they are folded too: only for a driver that knows nothing
+          received before ``before`` can still be named by any later message, uploads
+          included (the SimPy world, whose terminals upload only what they still owe and
+          which passes the time of the oldest transaction owed anywhere);
+        * entries of a settled batch: until ``before``; after it, a reversal of one
+          finds nothing to net (the issuer's ledger still books it);
+        * applied reversal keys: until ``before`` (a repeated reversal is ignored until then).
+
+        Totals, 0500 answers and :meth:`report_rows` stay exact; :meth:`batches` lists only
+        the entries still held. Nothing is pruned without ``before`` or ``retain_s``.
+        Returns the entries forgotten.
+
+        >>> from sim.iso8583.message import financial_request
+        >>> s = Settlement()
+        >>> sale = financial_request(pan="4761739001010010", amount=1250, currency="978", stan=1,
+        ...     transmitted="1122103000", terminal_id="TERM0001", entry_mode="051", icc={"9F26": bytes(8)})
+        >>> _ = s.record(sale, "00", datetime(2026, 11, 22, 10, 30))
+        >>> s.prune(datetime(2026, 11, 22, 12, 0), before=datetime(2026, 11, 22, 11, 0), unsettled=True)
+        1
+        >>> len(s.entries()), s.totals("TERM0001", "978").debits_amount
+        (0, 1250)
+        """
+        if before is None:
+            if self.retain is None:
+                return 0
+            before = now - self.retain
+        gone = 0
+        for batches in self._batches.values():
+            for batch in batches:
+                if not batch.keys or not (unsettled or batch.state.settled):
+                    continue
+                kept: list[TxnKey] = []
+                for key in batch.keys:
+                    entry = self._entries[key]
+                    if entry.received >= before or (key in self._authorizations and not batch.state.settled):
+                        kept.append(key)  # recent, or an authorization its completion may still capture
+                        continue
+                    del self._entries[key]
+                    self._authorizations.discard(key)
+                    batch.folded = batch.folded.add(entry)
+                    day = (entry.business_day, entry.terminal_id, entry.currency)
+                    self._folded_days[day] = self._folded_days.get(day, Totals()).add(entry)
+                    gone += 1
+                batch.keys = kept
+        if gone:
+            self._completions = {k: v for k, v in self._completions.items() if v in self._entries}
+        while self._reversals:
+            first = next(iter(self._reversals))
+            if self._reversals[first] >= before:
+                break
+            del self._reversals[first]
+        return gone
+
     # Report -------------------------------------------------------------------------------
 
     def report_rows(self, day: date) -> list[ReportRow]:
         """One row per terminal and currency with entries in business day ``day``, sorted."""
         sums: dict[tuple[str, str], Totals] = {}
+        for (when, tid, cur), folded in self._folded_days.items():
+            if when == day:
+                sums[(tid, cur)] = sums.get((tid, cur), Totals()) + folded
         for entry in self._entries.values():
             if entry.business_day == day:
                 group = (entry.terminal_id, entry.currency)

@@ -96,8 +96,10 @@ def dumps(report: dict[str, Any]) -> str:
 
 
 def simulate(scenario: Any, seed: int | None = None, *, estate_scale: float = 1.0, steps: int = 1,
-             on_step: Any = None) -> tuple["World", dict[str, Any]]:
+             on_step: Any = None, keep_history: bool = False) -> tuple["World", dict[str, Any]]:
     """Build a world, run it, check it; return the world and its report.
+
+    ``keep_history`` keeps every history event for :meth:`World.history` (memory grows with the run).
 
     >>> from sim.des.scenario import load_scenario
     >>> small = load_scenario("default").model_copy(update={"duration_h": 0.2, "drain_h": 0.2})
@@ -107,6 +109,6 @@ def simulate(scenario: Any, seed: int | None = None, *, estate_scale: float = 1.
     """
     from .world import World
 
-    world = World(scenario, seed, estate_scale=estate_scale)
+    world = World(scenario, seed, estate_scale=estate_scale, keep_history=keep_history)
     world.run(steps, on_step)
     return world, build_report(world, world.verdict())

@@ -8,8 +8,20 @@ scenario and seed give the same run, event for event.
 
 The host is :class:`sim.core.host.Host` on the cloned card set; its capacity is a
 SimPy ``Resource`` of ``host.capacity`` servers with exponential service times of
-mean ``host.service_ms``. At the end, the history the terminals wrote is checked
-against what the issuers booked (:func:`sim.core.history.check`).
+mean ``host.service_ms``. The history the terminals write and every posting the
+issuers' ledgers make go, as they happen, to a streaming history checker
+(:class:`sim.core.history_stream.StreamingCheck`); its verdict is the batch checker's
+(:func:`sim.core.history.check`) on the same run.
+
+Memory stays flat in the length of the run. At the end of every reporting interval
+the world finds its *low watermark*: the first activity of the oldest transaction
+anything still owes (a terminal's store, a message on its way or queued at the host,
+an advice the acquirer owes an issuer). Whatever was last touched before it can no
+longer be named by any message, so the checker judges and forgets those transactions
+and the host forgets their ledger state, routes and settlement entries
+(:meth:`sim.core.host.Host.prune`); what stays is the recent traffic, the backlog,
+running sums and the findings. ``keep_history=True`` keeps the whole terminal-side
+history as well, for :meth:`World.history`.
 
 Examples
 --------
@@ -24,13 +36,16 @@ Examples
 from __future__ import annotations
 
 import random
+from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any, Callable, Generator, Iterator
 
 import simpy
 
-from ..core.history import HistoryEvent, Verdict, check
+from ..core.history import HistoryEvent, Verdict, posting_effect
+from ..core.history_stream import Slot, StreamingCheck
 from ..core.host import Host
+from ..core.ledger import Posting
 from ..emv.kernel import TerminalConfig
 from ..iso8583.message import Message
 from ..profiles import load_profile
@@ -44,7 +59,17 @@ from .terminal import Terminal
 __all__ = ["Arrivals", "World"]
 
 _DECISIONS_KEPT = 64
-"""The acquirer and each issuer keep only their latest decision records in memory."""
+"""The acquirer and each issuer keep only their latest decision records and postings in memory."""
+
+
+def _slots(msg: Message) -> tuple[Slot, ...]:
+    """The terminal id + STAN slots a message can change: its own, and the original's it names in DE90."""
+    tid = msg.fields.get("41", "")
+    own = (tid, msg.fields.get("11", ""))
+    if "90" not in msg.fields:
+        return (own,)
+    original = msg.original
+    return (own, (tid, original.stan)) if original is not None else (own,)
 
 
 class Arrivals:
@@ -86,9 +111,12 @@ class World:
     estate_scale : float
         Multiplies every estate count (at least one terminal per entry): a quick look at
         a big scenario, or a benchmark size.
+    keep_history : bool
+        Also keep every history event for :meth:`history` (memory grows with the run).
     """
 
-    def __init__(self, scenario: Scenario, seed: int | None = None, *, estate_scale: float = 1.0) -> None:
+    def __init__(self, scenario: Scenario, seed: int | None = None, *, estate_scale: float = 1.0,
+                 keep_history: bool = False) -> None:
         self.scenario = scenario
         self.seed = scenario.seed if seed is None else seed
         rng = random.Random(f"possim des world|{self.seed}")
@@ -101,6 +129,13 @@ class World:
                                                                                     microsecond=0)).total_seconds())
         self.population = Population(scenario.cards, random.Random(rng.getrandbits(64)))
         self.host = Host(self._host_config(), cards=self.population.cards)
+        self.checker = StreamingCheck()
+        """The streaming history checker (see the module docstring)."""
+        for issuer in self.host.issuers.values():
+            issuer.ledger.on_posting = self._posted
+        self._in_flight: Counter[Slot] = Counter()
+        self.watermark = 0.0
+        """Simulated second before which nothing can change any more (see the module docstring)."""
         self.capacity = simpy.Resource(self.env, scenario.host.capacity)
         self.service_s = scenario.host.service_ms / 1000.0
         self.issuer_service_s = scenario.host.issuer_service_ms / 1000.0
@@ -108,7 +143,7 @@ class World:
                                 for issuer in self.population.cards.issuers}
         self._host_rng = random.Random(rng.getrandbits(64))
         self.cutoffs = self._cutoffs()
-        self._history: list[tuple] = []
+        self._history: list[tuple] | None = [] if keep_history else None
         self.terminals: list[Terminal] = []
         for entry in scenario.estate:
             profile = load_profile(entry.profile)
@@ -131,7 +166,7 @@ class World:
         config: dict[str, Any] = {
             "settlement": {"cutoff": sizing.cutoff, "capture_authorizations": False},
             "acquirer": {"keep_records": _DECISIONS_KEPT},
-            "issuer": {"keep_decisions": _DECISIONS_KEPT},
+            "issuer": {"keep_decisions": _DECISIONS_KEPT, "keep_postings": _DECISIONS_KEPT},
         }
         if sizing.standin_limits is not None:
             config["standin"] = {"limits": dict(sizing.standin_limits)}
@@ -164,6 +199,21 @@ class World:
     def serve(self, msg: Message, delay: float, terminal: Terminal, reply: simpy.Event) -> Generator[Any, Any, None]:
         """One message's trip: link out, the host's queue and service, link back; ``reply`` succeeds on arrival."""
         env = self.env
+        slots = _slots(msg) if msg.mti[1] in "124" else ()
+        checker, flying = self.checker, self._in_flight
+        for s in slots:
+            checker.touch(s, env.now)
+            flying[s] += 1
+        try:
+            yield from self._serve(msg, delay, terminal, reply)
+        finally:
+            for s in slots:
+                flying[s] -= 1
+                if not flying[s]:
+                    del flying[s]
+
+    def _serve(self, msg: Message, delay: float, terminal: Terminal, reply: simpy.Event) -> Generator[Any, Any, None]:
+        env = self.env
         yield env.timeout(delay)
         if terminal.acquirer_silent:
             return  # accepted and never answered
@@ -195,15 +245,49 @@ class World:
         return self.issuer_capacity[config.id] if config is not None else None
 
     def note(self, kind: str, msg: Message) -> None:
-        """One history event about the attempt ``msg`` is (kept as a tuple until the check)."""
-        self._history.append((kind, msg.terminal_id or "", msg.stan or "", msg.pan or "", msg.amount or 0,
-                              msg.currency or "", msg.transmitted))
+        """One history event about the attempt ``msg`` is, to the checker."""
+        self._event((kind, msg.terminal_id or "", msg.stan or "", msg.pan or "", msg.amount or 0,
+                     msg.currency or "", msg.transmitted))
 
     def note_reversed(self, record: Record) -> None:
         """The host acknowledged a reversal of the attempt ``record.key``."""
         tid, stan, de7 = record.key
         msg = record.message
-        self._history.append(("reversed", tid, stan, msg.pan or "", record.amount, msg.currency or "", de7))
+        self._event(("reversed", tid, stan, msg.pan or "", record.amount, msg.currency or "", de7))
+
+    def _event(self, row: tuple) -> None:
+        self.checker.event(HistoryEvent(*row), self.env.now)
+        if self._history is not None:
+            self._history.append(row)
+
+    def _posted(self, posting: Posting) -> None:
+        """Every ledger posting, as it is written: its money to the checker, or just its activity."""
+        effect = posting_effect(posting)
+        if effect is not None:
+            self.checker.booked(effect, self.env.now)
+        else:
+            self.checker.touch((posting.terminal_id, posting.stan), self.env.now)
+
+    def _sweep(self) -> None:
+        """Find the low watermark; retire and prune what was last touched before it (module docstring)."""
+        owed: set[Slot] = set(self._in_flight)
+        for terminal in self.terminals:
+            for record in terminal.store.records:
+                owed.add((record.key[0], record.key[1]))
+                owed.update(_slots(record.message))
+        standin = self.host.standin
+        for name in self.host.issuers:
+            for msg in standin.outbox(name):
+                owed.update(_slots(msg))
+        mark = self.env.now
+        first_seen = self.checker.first_seen
+        for slot in owed:
+            first = first_seen(slot)
+            if first is not None and first < mark:
+                mark = first
+        self.watermark = mark
+        self.checker.retire_before(mark, owed)
+        self.host.prune(self.clock(), before=self.start + timedelta(seconds=mark), unsettled=True)
 
     # Running ----------------------------------------------------------------------------------------
 
@@ -213,6 +297,7 @@ class World:
         while self.env.now < self.end_s:
             yield self.env.timeout(interval)
             m.bucket(self.env.now - interval / 2).backlog = sum(t.store.backlog for t in self.terminals)
+            self._sweep()
 
     def run(self, steps: int = 1, on_step: Callable[[float], None] | None = None) -> None:
         """Run to the end in ``steps`` equal slices, calling ``on_step(fraction_done)`` after each."""
@@ -222,13 +307,15 @@ class World:
                 on_step(i / steps)
 
     def history(self) -> Iterator[HistoryEvent]:
-        """The terminals' history as the checker reads it."""
+        """The terminals' whole history as the checker read it (only with ``keep_history=True``)."""
+        if self._history is None:
+            raise ValueError("this world keeps no history; build it with keep_history=True")
         for kind, tid, stan, pan, amount, cur, de7 in self._history:
             yield HistoryEvent(kind, tid, stan, pan, amount, cur, de7)  # type: ignore[arg-type]
 
     def verdict(self) -> Verdict:
         """The history checker's verdict on the run (call after :meth:`run`)."""
-        return check(self.history(), self.host.booked_effects())
+        return self.checker.verdict()
 
     @property
     def backlog(self) -> int:
