@@ -26,6 +26,7 @@ from sim.iso8583.message import (
     repeat,
     uploaded_transaction,
 )
+from tests.strategies import message_fields
 
 CARDS = load_cards()
 HEALTHY = CARDS.card("healthy")
@@ -220,3 +221,17 @@ def test_terminal_store_plans_each_upload_once_and_repeats_after_a_send(tmp_path
     store.upload_answered(row.id, "00", taken=True)
     assert store.uploads(1, "978")[0].done and store.summary()["upload_pending"] == 0
     assert store.planned_uploads(1) == {7} and store.uploads(2, "978") == []
+
+
+@settings(max_examples=60, deadline=None)
+@given(fields=st.sampled_from(["0320", "0321"]).flatmap(message_fields))
+def test_any_catalogue_valid_upload_is_answered_never_raised(fields: dict[str, str]) -> None:
+    from sim.iso8583.catalogue import response_mti
+
+    assert response_mti("0320") == response_mti("0321") == "0330"
+    host = Host()
+    answer = host.handle(Message(dict(fields)), DAY)
+    assert answer.mti == "0330" and answer.response_code in ("00", "30"), (fields, answer)
+    assert answer.stan == fields["11"]
+    if answer.response_code == "30":  # nothing counted for a refused upload
+        assert host.settlement.entries() == []
