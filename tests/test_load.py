@@ -68,6 +68,14 @@ def test_headless_run_answers_every_request_as_the_card_mix_says(host, tmp_path:
     assert abs(approved - approve) < 0.05
 
 
+def test_relative_output_folder_is_the_users_not_the_kits(host, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # Locust itself runs from the repository root
+    plan = _plan(host, Path("reports/load"), duration=2.0, html=True)
+    result = run(plan)
+    _check_clean(result)
+    assert (tmp_path / "reports/load/mix_summary.json").exists() and (tmp_path / "reports/load/mix_report.html").exists()
+
+
 def test_distributed_run_with_two_worker_processes(host, tmp_path: Path) -> None:
     result = run(_plan(host, tmp_path, users=4, processes=2))
     _check_clean(result)

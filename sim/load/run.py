@@ -117,7 +117,8 @@ class LoadPlan:
         argv = [
             python, "-m", "locust", "-f", str(loadtests_dir() / SHAPES[self.shape]),
             "--headless", "--only-summary", "--host", f"{self.target[0]}:{self.target[1]}",
-            "--csv", str(self.csv_prefix), "--summary-out", str(self.summary_path),
+            # absolute: Locust runs from the repository root, the user from anywhere
+            "--csv", str(self.csv_prefix.absolute()), "--summary-out", str(self.summary_path.absolute()),
             "--shape-users", str(self.users), "--shape-duration", f"{self.duration:g}",
             "--arrival-rate", f"{self.rate:g}", "--in-flight", str(self.in_flight),
             "--traffic-seed", str(self.seed), "--traffic-pool", str(self.pool),
@@ -128,9 +129,10 @@ class LoadPlan:
             rate = self.spawn_rate if self.spawn_rate is not None else self.users
             argv += ["-u", str(self.users), "-r", f"{rate:g}", "-t", f"{self.duration:g}s"]
         if self.html:
-            argv += ["--html", str(self.html_path)]
+            argv += ["--html", str(self.html_path.absolute())]
         if self.dialect:
-            argv += ["--dialect", self.dialect]
+            spec = Path(self.dialect)
+            argv += ["--dialect", str(spec.absolute()) if spec.suffix in (".json", ".toml") else self.dialect]
         if self.echo_server:
             argv.append("--echo-server")
         if self.processes:
