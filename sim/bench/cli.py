@@ -102,13 +102,30 @@ def sim(
     scale: float = typer.Option(1.0, min=0.01, max=100.0, help="Multiply the default estate's terminal counts."),
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
     check: bool = typer.Option(False, help="Exit 1 when the simulated rate misses the goal."),
+    memory_hours: str = typer.Option("2,8", "--memory-hours",
+                                     help="Two run lengths (hours) for the memory figure, e.g. 2,8; 'off' to skip."),
 ) -> None:
-    """Simulated end-to-end transactions per CPU-second at full fidelity, beside bare SimPy events per second."""
-    from ..des.bench import GOAL_TPS, run as run_sim
+    """Simulated end-to-end transactions per CPU-second at full fidelity, beside bare SimPy events per second;
+    then peak traced memory at two run lengths of the same estate."""
+    from ..des.bench import GOAL_MEMORY_RATIO, GOAL_TPS, memory, run as run_sim
 
+    lengths: tuple[float, float] | None = None
+    if memory_hours != "off":
+        parts = memory_hours.split(",")
+        try:
+            lengths = (float(parts[0]), float(parts[1])) if len(parts) == 2 else None
+        except ValueError:
+            lengths = None
+        if lengths is None or not 0.1 <= lengths[0] < lengths[1] <= 48:
+            raise typer.BadParameter(f"{memory_hours!r}; allowed: two lengths in hours, shorter first, "
+                                     "0.1 to 48 (e.g. 2,8), or 'off'", param_hint="--memory-hours")
     result = run_sim(hours, scale)
+    mem = memory(lengths, scale) if lengths is not None else None
     if as_json:
-        console.print_json(json.dumps(result.as_dict()))
+        data = result.as_dict()
+        if mem is not None:
+            data["memory"] = mem.as_dict()
+        console.print_json(json.dumps(data))
     else:
         table = Table(title=f"possim bench sim ({result.terminals} terminals, {hours:g} h simulated, CPU time)")
         table.add_column("path")
@@ -125,6 +142,20 @@ def sim(
                       f"10,000 terminals x 200 transactions would take {result.day_of_2m_s / 60:,.1f} CPU-minutes")
         mark = "[green]ok[/green]" if result.simulated_tps >= GOAL_TPS else "[red]below goal[/red]"
         console.print(f"goal >= {GOAL_TPS:,} simulated transactions/s: {result.simulated_tps:,.0f} {mark}")
+        if mem is not None:
+            table = Table(title=f"memory: peak traced (tracemalloc), {mem.terminals} terminals, a fresh process per run")
+            for column in ("run", "transactions", "peak MB", "peak MB per simulated hour", "end MB",
+                           "of which capped caches MB"):
+                table.add_column(column, justify="right")
+            for i in (0, 1):
+                table.add_row(f"{mem.hours[i]:g} h", f"{mem.transactions[i]:,}", f"{mem.peak_bytes[i] / 1e6:.2f}",
+                              f"{mem.per_hour[i] / 1e6:.2f}", f"{mem.end_bytes[i] / 1e6:.2f}",
+                              f"{mem.capped_bytes[i] / 1e6:.2f}")
+            console.print(table)
+            mark = "[green]ok[/green]" if mem.ratio <= GOAL_MEMORY_RATIO else "[red]above goal[/red]"
+            console.print(f"longer / shorter peak = {mem.ratio:.2f} (goal <= {GOAL_MEMORY_RATIO}) {mark}; "
+                          f"{mem.growth_per_transaction:,.0f} bytes per extra transaction; without the capped "
+                          f"caches, end memory longer / shorter = {mem.uncapped_ratio:.2f}")
     if check and result.simulated_tps < GOAL_TPS:
         raise typer.Exit(1)
 

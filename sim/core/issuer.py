@@ -343,13 +343,19 @@ class Issuer:
         Kept for how long, and why:
 
         * remembered answers to duplicates: ``duplicate_window`` (pruned on every message);
-        * approvals counted for velocity: the card's velocity window (pruned on its next check);
+        * approvals counted for velocity: the card's velocity window (here, and on its next check);
         * booked originals in the ledger, and completions' links to the authorizations they
           captured: until ``before`` (:meth:`Ledger.prune`), never while a hold is open.
 
         Nothing is pruned without ``before`` or ``retain``. Returns the originals forgotten.
         """
         self._forget(now)
+        for pan, state in self._state.items():
+            approvals = state.approvals
+            if approvals:
+                window = timedelta(seconds=self._cards[pan].velocity_window_seconds)
+                while approvals and now - approvals[0] >= window:
+                    approvals.popleft()
         if before is None:
             if self.retain is None:
                 return 0

@@ -17,22 +17,129 @@ simulated run's wall-clock rate is reported beside it):
 
 The headline ratio is simulated transactions per bare SimPy event: how many
 scheduler events' worth of time one full-fidelity transaction costs.
+
+Memory (:func:`memory`): the same estate run for two lengths (default 2 h and 8 h of
+trading, each with the scenario's half-hour drain), each in a fresh process, under
+``tracemalloc`` from the start of the run (after the world is built and its cards
+personalised) to its verdict. The figure is the longer run's peak traced memory over
+the shorter one's (goal: within :data:`GOAL_MEMORY_RATIO`), beside each run's peak per
+simulated hour and the growth per extra transaction. Fresh processes, so neither run
+inherits what the other left in process-wide caches.
+
+Part of what a run holds at its end is capped by design and fills as the run goes:
+the cryptogram and key caches of :mod:`sim.core.crypto` (``lru_cache``, a few thousand
+entries), per-card derived keys (one set per cardholder), and the kernel's same-PAN
+log (200 entries per terminal). :attr:`MemoryBench.capped_bytes` reports it apart, so
+the rest (the world's and the host's own state) can be read on its own.
 """
 
 from __future__ import annotations
 
+import gc
+import multiprocessing
 import random
 import time
+import tracemalloc
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import simpy
 
-__all__ = ["GOAL_TPS", "SimBench", "bare_simpy_rate", "in_process_rate", "run"]
+__all__ = ["GOAL_MEMORY_RATIO", "GOAL_TPS", "MemoryBench", "bare_simpy_rate", "in_process_rate", "memory",
+           "run", "traced_run"]
 
 GOAL_TPS = 20_000
 """The goal of the issue: simulated transactions per second on one core."""
+
+GOAL_MEMORY_RATIO = 1.2
+"""Memory flat in the length of the run: a 4x longer run's peak within this factor of the shorter one's."""
+
+
+@dataclass(frozen=True)
+class MemoryBench:
+    """Peak traced memory of the same estate at two run lengths (see the module docstring)."""
+
+    hours: tuple[float, float]
+    transactions: tuple[int, int]
+    peak_bytes: tuple[int, int]
+    end_bytes: tuple[int, int]
+    terminals: int
+    ok: tuple[bool, bool]
+    capped_bytes: tuple[int, int] = (0, 0)
+    """Of ``end_bytes``: caches and logs capped by design (see the module docstring)."""
+
+    @property
+    def ratio(self) -> float:
+        """The longer run's peak over the shorter run's."""
+        return self.peak_bytes[1] / max(self.peak_bytes[0], 1)
+
+    @property
+    def uncapped_ratio(self) -> float:
+        """The longer run's end bytes over the shorter one's, leaving out what is capped by design."""
+        return (self.end_bytes[1] - self.capped_bytes[1]) / max(self.end_bytes[0] - self.capped_bytes[0], 1)
+
+    @property
+    def per_hour(self) -> tuple[float, float]:
+        """Peak bytes per simulated hour of trading, each run (falls with length when memory is flat)."""
+        return (self.peak_bytes[0] / self.hours[0], self.peak_bytes[1] / self.hours[1])
+
+    @property
+    def growth_per_transaction(self) -> float:
+        """Extra peak bytes per extra transaction of the longer run (0 when flat)."""
+        return (self.peak_bytes[1] - self.peak_bytes[0]) / max(self.transactions[1] - self.transactions[0], 1)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "hours": list(self.hours), "terminals": self.terminals, "transactions": list(self.transactions),
+            "peak_bytes": list(self.peak_bytes), "end_bytes": list(self.end_bytes),
+            "peak_bytes_per_hour": [round(x) for x in self.per_hour], "ratio": round(self.ratio, 3),
+            "growth_bytes_per_transaction": round(self.growth_per_transaction, 1), "goal_ratio": GOAL_MEMORY_RATIO,
+            "capped_bytes": list(self.capped_bytes), "uncapped_end_ratio": round(self.uncapped_ratio, 3),
+            "verdict_ok": list(self.ok),
+        }
+
+
+_CAPPED = ("*/sim/core/crypto.py", "*/pyemv/*", "*/functools.py", "*/sim/emv/kernel/config.py")
+"""Where the capped caches and logs are allocated (see the module docstring)."""
+
+
+def traced_run(hours: float, scale: float = 1.0, seed: int = 1) -> tuple[int, int, int, int, bool, int]:
+    """One default-estate run of ``hours`` under tracemalloc.
+
+    Returns transactions, peak bytes, end bytes, terminals, verdict ok, capped end bytes.
+    """
+    from .scenario import load_scenario
+    from .world import World
+
+    scenario = load_scenario("default").model_copy(update={"duration_h": hours, "drain_h": 0.5})
+    world = World(scenario, seed, estate_scale=scale)
+    for holder in world.population.holders:  # personalised up front, as a long run amortises it
+        if holder.card.card.emv is not None:
+            holder.card.image  # noqa: B018
+    gc.collect()
+    tracemalloc.start()
+    try:
+        world.run()
+        ok = world.verdict().ok
+        end, peak = tracemalloc.get_traced_memory()
+        snapshot = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    capped = sum(stat.size for stat in snapshot.filter_traces(
+        [tracemalloc.Filter(True, pattern) for pattern in _CAPPED]).statistics("filename"))
+    return world.metrics.transactions, peak, end, len(world.terminals), ok, capped
+
+
+def memory(hours: tuple[float, float] = (2.0, 8.0), scale: float = 1.0, seed: int = 1) -> MemoryBench:
+    """Peak traced memory at two run lengths, each in a fresh process (see the module docstring)."""
+    runs = []
+    for h in hours:  # one fresh process each, one after the other
+        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            runs.append(pool.submit(traced_run, h, scale, seed).result())
+    (n0, p0, e0, terminals, ok0, c0), (n1, p1, e1, _, ok1, c1) = runs
+    return MemoryBench((hours[0], hours[1]), (n0, n1), (p0, p1), (e0, e1), terminals, (ok0, ok1), (c0, c1))
 
 
 @dataclass(frozen=True)
