@@ -21,8 +21,9 @@ a reversal. The kernel's ``pending`` messages go into the store in the same
 simulation step as the result, so there is no instant at which an approval has been
 given and its advice is not yet stored.
 
-History (what the checker reads) is kept compactly, one tuple per event, and
-expanded into :class:`~sim.core.history.HistoryEvent` only at the end of the run.
+History (what the checker reads) goes to the world's streaming checker as it is
+written (:meth:`World.note`); the store's records are also what the world's low
+watermark reads to know which transactions may still change.
 """
 
 from __future__ import annotations
