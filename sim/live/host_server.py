@@ -124,6 +124,7 @@ class _Conn(asyncio.Protocol):
         self.paused_for_writes = False
         self.closing = False
         self.eof = False
+        self.held: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -186,12 +187,24 @@ class _Conn(asyncio.Protocol):
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.closing:
-            self.transport.write(data)
+            if self.server._holding is not None:
+                if not self.held:
+                    self.server._holding.append(self)
+                self.held.append(data)
+            else:
+                self.transport.write(data)
+
+    def release(self) -> None:
+        """Write the answers held back while a commit group was being answered, in one call."""
+        held, self.held = self.held, []
+        if held and self.transport is not None and not self.closing:
+            self.transport.write(held[0] if len(held) == 1 else b"".join(held))
 
     def close(self, reason: str, *, graceful: bool = False) -> None:
         """Close this connection; ``graceful`` lets answers already written go out first."""
         if self.closing:
             return
+        self.release()
         self.closing = True
         self.server.journal.event(self.id, self.peer, "closed", reason)
         if self.transport is not None:
@@ -219,6 +232,7 @@ class HostServer:
         self._batch: list[tuple[Event, _Out | None]] = []
         self._committing = False
         self._flush_scheduled = False
+        self._holding: list[_Conn] | None = None
         self._conns: set[_Conn] = set()
         self._next_conn = 0
         self._server: asyncio.AbstractServer | None = None
@@ -492,15 +506,22 @@ class HostServer:
     def _committed(self, fut: asyncio.Future[None], batch: list[tuple[Event, _Out | None]]) -> None:
         self._committing = False
         exc = fut.exception()
-        for _, out in batch:
-            if out is None:
-                continue
-            if exc is not None:
-                self.counters["commit_failures"] += 1
-                self._finished(out)
-                out.conn.close(f"state store failed, request not answered: {exc}")
-            else:
-                self._dispatch(out)
+        # a connection's answers of this group leave in one socket write (several may be in flight on it)
+        self._holding = holding = []
+        try:
+            for _, out in batch:
+                if out is None:
+                    continue
+                if exc is not None:
+                    self.counters["commit_failures"] += 1
+                    self._finished(out)
+                    out.conn.close(f"state store failed, request not answered: {exc}")
+                else:
+                    self._dispatch(out)
+        finally:
+            self._holding = None
+            for conn in holding:
+                conn.release()
         if exc is not None:
             print(f"possim host: state store commit failed: {exc}", file=sys.stderr)
         if self._batch:
