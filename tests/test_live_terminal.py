@@ -171,9 +171,12 @@ def test_outage_offline_approvals_delivered_once_with_repeats(lab: Lab) -> None:
             approvals.append(out)
         status = client.call({"cmd": "status"})
         assert status["owed_advices"] == 6 and status["link"] == "down"
-    host = lab.host(port)
-    # the host loses its first two answers to advices: the terminal repeats them as 0221
-    admin(host, "add_rule", rule={"mti": ["0220", "0221"], "action": "drop", "count_to": 2})
+    # the host loses its first two answers to advices: the terminal repeats them as 0221. The rule is
+    # in place before the host listens: the terminal redials every 0.2 s and may deliver everything
+    # between a start and an admin call
+    rules = lab.tmp / "rules.toml"
+    rules.write_text('[[rules]]\nmti = ["0220", "0221"]\naction = "drop"\ncount_to = 2\n')
+    host = lab.host(port, "--rules", str(rules))
     assert ecr(term, {"cmd": "drain", "timeout": 20})["drained"]
     rows = booked(host)
     counts = keys_booked(rows)
