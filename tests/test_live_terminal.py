@@ -263,20 +263,22 @@ def test_upload_cut_by_kill_resumes_without_counting_twice(lab: Lab) -> None:
     # the host never sees the advices (answered by the driver alone), and holds back its first 0330
     rules = lab.tmp / "rules.toml"
     rules.write_text('[[rules]]\nmti = ["0220", "0221"]\naction = "respond"\ncode = "00"\ncore = false\n\n'
-                     '[[rules]]\nmti = "0320"\naction = "delay"\ndelay_ms = 3000\ncount_to = 1\n')
+                     '[[rules]]\nname = "hold the first 0320"\nmti = "0320"\naction = "delay"\ndelay_ms = 4000\n'
+                     'count_to = 1\n')
     host = lab.host(port, "--rules", str(rules))
     assert ecr(term, {"cmd": "drain", "timeout": 10})["drained"]
     usd = ecr(term, {"cmd": "sale", "card": "mc-healthy", "amount_minor": 700})
     assert (usd["outcome"], usd["currency"]) == ("approved", "840"), usd
     settling = threading.Thread(target=_quiet_settle, args=(term,))
     settling.start()
-    db = sqlite3.connect(lab.tmp / "term" / "terminal.sqlite")
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if db.execute("SELECT COUNT(*) FROM uploads WHERE sends > 0").fetchone()[0]:
-            break
+    # kill once the first 0320 has reached the host (held there 4 s): a send counted in the store but
+    # not yet written to the socket would reach the host only as the 0321 after the restart
+    deadline = time.monotonic() + 30
+    while admin(host, "rules")["counts"]["hold the first 0320"] < 1:
+        assert time.monotonic() < deadline, "the first 0320 never reached the host"
         time.sleep(0.01)
     assert term.kill() == -9
+    db = sqlite3.connect(lab.tmp / "term" / "terminal.sqlite")
     settling.join()
     assert db.execute("SELECT COUNT(*), SUM(sends), COUNT(done) FROM uploads").fetchone() == (2, 1, 0)
     db.close()
