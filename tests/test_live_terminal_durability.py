@@ -39,9 +39,22 @@ FAST = ["--timeout", "3", "--echo-interval", "0.3", "--backoff-max", "0.2"]
 
 
 def _burst(term: ServerProcess, card: str, rng: random.Random, kill_after: float, told: list[dict]) -> int:
-    """Sales until the terminal dies (killed after ``kill_after`` s); returns how many were answered."""
-    timer = threading.Timer(kill_after, term.kill)
-    timer.start()
+    """Sales until the terminal dies; returns how many were answered.
+
+    The power goes ``kill_after`` s into the burst, but not before its first answer: on a busy
+    machine the first sale after a start can take longer than the whole window, and a round
+    killed before it approved anything would test nothing.
+    """
+    started = time.monotonic()
+    first_answer = threading.Event()
+
+    def power_cut() -> None:
+        first_answer.wait(60)
+        time.sleep(max(0.0, started + kill_after - time.monotonic()))
+        term.kill()
+
+    killer = threading.Thread(target=power_cut)
+    killer.start()
     answered = 0
     try:
         with EcrClient(term.port, timeout=10) as client:
@@ -50,10 +63,12 @@ def _burst(term: ServerProcess, card: str, rng: random.Random, kill_after: float
                 assert out["ok"], out
                 told.append(out)
                 answered += 1
+                first_answer.set()
     except (EcrError, ConnectionError):
         pass
     finally:
-        timer.join()
+        first_answer.set()
+        killer.join()
     assert term.wait(5) is not None
     return answered
 
