@@ -65,7 +65,7 @@ from sim.iso8583.dialect import resolve_dialect
 from sim.iso8583.errors import WireError
 from sim.iso8583.framing import Framing, parse_framing
 from sim.live.traffic import DEFAULT_MIX, Request, Traffic
-from sim.load.tuning import settle_heap
+from sim.gc_tuning import settle_heap
 from sim.load.wire import WireEncoder
 
 log = logging.getLogger("possim.load")
@@ -482,7 +482,7 @@ def _measure_from_here(**_: Any) -> None:
     """CPU and wall time of this process from the end of spawning (what --reset-stats counts).
 
     The first time, also take the heap built so far (Locust, the pools) out of the
-    garbage collector's sight (:func:`sim.load.tuning.settle_heap`)."""
+    garbage collector's sight (:func:`sim.gc_tuning.settle_heap`)."""
     if "settled" not in _CPU:
         settle_heap()
         _CPU["settled"] = 1.0

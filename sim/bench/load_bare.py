@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     from ..iso8583.dialect import DEFAULT
     from ..iso8583.framing import Framing
     from ..live.traffic import Traffic
-    from ..load.tuning import settle_heap
+    from ..gc_tuning import settle_heap
     from ..load.wire import WireEncoder
 
     framing, decode = Framing(), DEFAULT.decode

@@ -649,12 +649,12 @@ async def serve(settings: HostSettings, *, ready: Callable[[HostServer], None] |
 
     Before serving, the heap built so far (the core, the card set, the replayed ledger)
     is taken out of the cyclic collector's sight and its youngest generation is let grow
-    larger (:func:`sim.load.tuning.settle_heap`): a request leaves a few dozen
+    larger (:func:`sim.gc_tuning.settle_heap`): a request leaves a few dozen
     short-lived containers, nearly all freed by reference counting, and the collector
     otherwise walks the whole long-lived heap again and again. Cycles are still
     collected, less often.
     """
-    from ..load.tuning import settle_heap
+    from ..gc_tuning import settle_heap
 
     server = HostServer(settings)
     server.open_state()

@@ -1,6 +1,6 @@
-"""Process tuning of a load generator: the cyclic garbage collector off the hot path.
+"""Process tuning of a long-running server or load generator: the cyclic garbage collector off the hot path.
 
-A load generator allocates a few dozen short-lived containers per request (the
+A load generator (and, the same way, the live host answering it) allocates a few dozen short-lived containers per request (the
 decoded answer's dict, the request, its waiter), nearly all freed by reference
 counting. CPython's cyclic collector still walks its youngest generation every
 700 net container allocations, and the older ones in proportion -- including,
