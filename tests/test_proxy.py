@@ -195,7 +195,7 @@ def test_bandwidth_limits_the_rate(proxy, admin):
 
 def test_toxicity_half_hits_some_links_and_the_same_seed_picks_the_same_ones(host, tmp_path):
     toxics = tmp_path / "toxics.toml"
-    toxics.write_text('[[toxics]]\nname = "some"\ntype = "latency"\nlatency_ms = 250\ntoxicity = 0.5\n')
+    toxics.write_text('[[toxics]]\nname = "some"\ntype = "latency"\nlatency_ms = 800\ntoxicity = 0.5\n')
 
     async def slow_links(port):
         flags = []
@@ -203,7 +203,8 @@ def test_toxicity_half_hits_some_links_and_the_same_seed_picks_the_same_ones(hos
             async with await Client.connect("127.0.0.1", port, timeout=5) as c:
                 t0 = time.monotonic()
                 await c.request(echo(next(STAN), utc_now()))
-                flags.append(time.monotonic() - t0 > 0.2)
+                # 800 ms of toxic against a loopback echo: even a busy machine keeps clean links well under 0.4 s
+                flags.append(time.monotonic() - t0 > 0.4)
         return flags
 
     runs = []
