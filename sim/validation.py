@@ -30,11 +30,13 @@ p.toml: key 'link.speed' is not a profile key; allowed here: kind
 
 from __future__ import annotations
 
-from typing import Any
+import tomllib
+from pathlib import Path
+from typing import Any, Callable
 
 from pydantic import BaseModel, ValidationError
 
-__all__ = ["allowed_keys", "first_error"]
+__all__ = ["allowed_keys", "first_error", "read_table_file"]
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:
@@ -80,3 +82,27 @@ def first_error(source: str, exc: ValidationError, model: type[BaseModel], noun:
         return f"{source}: key {key!r}: value {first.get('input')!r}; allowed: {first['ctx']['expected']}", key
     message = first["msg"].removeprefix("Value error, ")
     return f"{source}: key {key!r}: value {first.get('input')!r}: {message}", key
+
+
+def read_table_file(path: str | Path, key: str, error: Callable[[str], Exception]) -> list[Any]:
+    """The ``[[key]]`` tables of a TOML file holding nothing else (rules, toxics).
+
+    ``error`` builds the exception to raise with a message naming the file: unreadable,
+    not TOML, or a top-level key other than ``key``.
+
+    >>> read_table_file("/nonexistent/rules.toml", "rules", ValueError)
+    Traceback (most recent call last):
+    ...
+    ValueError: /nonexistent/rules.toml: cannot read rules file: No such file or directory
+    """
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise error(f"{path}: cannot read {key} file: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{path}: not valid TOML: {exc}") from None
+    unknown = sorted(set(data) - {key})
+    if unknown:
+        raise error(f"{path}: unknown top-level key {unknown[0]!r}; allowed: {key} (as [[{key}]] tables)")
+    return data.get(key, [])

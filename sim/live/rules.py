@@ -62,10 +62,11 @@ sim.live.rules.RuleError: rules.toml: rule #1: key 'action' is 'explode'; allowe
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
+
+from ..validation import read_table_file
 
 ACTIONS = ("respond", "delay", "drop", "close", "malformed")
 KEYS = (
@@ -225,17 +226,7 @@ def load_rules(path: str | Path) -> tuple[Rule, ...]:
     RuleError
         Missing or unreadable file, TOML errors, unknown top-level keys, bad rules.
     """
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise RuleError(f"{path}: cannot read rules file: {exc.strerror or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise RuleError(f"{path}: not valid TOML: {exc}") from None
-    unknown = sorted(set(data) - {"rules"})
-    if unknown:
-        raise RuleError(f"{path}: unknown top-level key {unknown[0]!r}; allowed: rules (as [[rules]] tables)")
-    return parse_rules(data.get("rules", []), str(path))
+    return parse_rules(read_table_file(path, "rules", RuleError), str(path))
 
 
 class RuleEngine:

@@ -39,10 +39,11 @@ sim.live.toxics.ToxicError: demo: toxic #1 (slicer_downstream): key 'average_siz
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
+
+from ..validation import read_table_file
 
 STREAMS = ("upstream", "downstream")
 
@@ -120,17 +121,7 @@ def updated(toxic: Toxic, changes: Mapping[str, Any], source: str = "admin") -> 
 
 def load_toxics(path: str | Path) -> tuple[Toxic, ...]:
     """Read ``[[toxics]]`` tables from a TOML file; errors as :class:`ToxicError`."""
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ToxicError(f"{path}: cannot read toxics file: {exc.strerror or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ToxicError(f"{path}: not valid TOML: {exc}") from None
-    unknown = sorted(set(data) - {"toxics"})
-    if unknown:
-        raise ToxicError(f"{path}: unknown top-level key {unknown[0]!r}; allowed: toxics (as [[toxics]] tables)")
-    raw = data.get("toxics", [])
+    raw = read_table_file(path, "toxics", ToxicError)
     if not isinstance(raw, list):
         raise ToxicError(f"{path}: 'toxics' must be an array of tables ([[toxics]])")
     toxics = tuple(parse_toxic(item, str(path), i + 1) for i, item in enumerate(raw))
