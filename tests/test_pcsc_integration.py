@@ -275,11 +275,15 @@ def test_a_card_pulled_during_generate_ac_is_a_removal_at_the_terminal(insert: A
 
 
 def test_a_mute_chip_is_in_the_reader_but_cannot_be_powered(insert: Any, session: Process) -> None:
-    insert("chip-mute")
+    bridge = insert("chip-mute")
     assert session.ask("wait-card 5")["present"]
     answer = session.ask("power-on")
     assert answer["ok"] is False and answer["error"] == "CardMuteError"
     assert "Virtual PCD 00 00" in answer["message"]
+    # Take the mute card out and wait until pcscd has seen it go: otherwise the next card can
+    # be reported present while pcscd still holds the mute card's failed power-up.
+    bridge.stop()
+    assert session.ask("wait-removal 5")["removed"]
 
 
 def test_a_chip_going_mute_mid_command_fails_the_transmit_then_recovers_on_reset(
@@ -287,7 +291,8 @@ def test_a_chip_going_mute_mid_command_fails_the_transmit_then_recovers_on_reset
 ) -> None:
     insert("healthy", {"target": "GET DATA", "effect": "mute", "trigger": "once"})
     assert session.ask("wait-card 5")["present"]
-    assert session.ask("power-on")["ok"]
+    first = session.ask("power-on")
+    assert first["ok"], first
     assert session.transmit(SELECT_PPSE)[-2:] == b"\x90\x00"
     answer = session.ask(f"transmit {commands.get_data('9F36').hex()}")
     assert answer["ok"] is False and answer["error"] == "CardMuteError", answer
