@@ -204,6 +204,24 @@ def test_one_shot_terminal_over_tcp_on_the_mac_dialect_approves(host):
     assert [row["amount"] for row in _booked(host, "ONESHOT1")] == [1234]
 
 
+def test_one_shot_terminal_signs_with_its_own_mac_key(host):
+    if not cli.app.registered_groups:
+        cli._register()
+    base = ["terminal", "--card", "healthy", "--amount", "3.21", "--host", f"127.0.0.1:{host.port}",
+            "--dialect", MAC.name, "--terminal-id", "OWNKEY01", "--json", "--seed", "6", "--timeout", "3"]
+    before = [row["amount"] for row in _booked(host, "OWNKEY01")]
+    result = CliRunner().invoke(cli.app, [*base, "--stan", "901", "--mac-key", OTHER_KEY])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["arc"] == "00"
+    # the documented test key is not this terminal's key: the host answers 63 under its own key,
+    # which the terminal cannot verify, so it books nothing and the sale is not approved
+    wrong = json.loads(CliRunner().invoke(cli.app, [*base, "--stan", "902"]).output)
+    assert wrong["outcome"] != "approved"
+    assert [row["amount"] for row in _booked(host, "OWNKEY01")] == [*before, 321]
+    bad = CliRunner().invoke(cli.app, [*base, "--mac-key", "zz"])
+    assert bad.exit_code == 2 and "--mac-key" in bad.output
+
+
 def test_live_terminal_serving_on_the_mac_dialect_approves_a_sale_from_the_cash_register(host, tmp_path):
     term = start(["terminal", "--serve", "--host", f"127.0.0.1:{host.port}", "--dialect", MAC.name, "--state",
                   str(tmp_path / "term"), "--terminal-id", "LIVEMAC1", "--timeout", "3", "--echo-interval", "0",

@@ -38,7 +38,7 @@ from ..emv.kernel import (
     run_transaction,
 )
 from ..iso8583.framing import parse_framing
-from ..iso8583.pretty import summary
+from ..iso8583.mac import TEST_MAC_KEY, MacKeys
 from ..profiles import ProfileError, list_profiles
 from .links import TcpLink, in_process, unreachable
 
@@ -93,6 +93,9 @@ def terminal_command(
     ),
     framing: str = typer.Option("be2", "--framing", help="Framing for --host: be2, le2, ascii4, optionally +tpdu."),
     dialect: Optional[str] = typer.Option(None, "--dialect", help="Dialect for --host: built-in name or .json/.toml spec."),
+    mac_key: Optional[str] = typer.Option(
+        None, "--mac-key", help="On a MAC-ing dialect: the terminal's MAC key, 32 hex digits; default the TEST ONLY key."
+    ),
     terminal_id: str = typer.Option("TERM0001", "--terminal-id", help="DE41."),
     stan: int = typer.Option(1, "--stan", min=1, max=999_999, help="DE11 of the request."),
     timeout: Optional[float] = typer.Option(
@@ -108,12 +111,16 @@ def terminal_command(
     backoff_max: float = typer.Option(5.0, "--backoff-max", min=0.05, help="--serve: longest pause between reconnects/resends, s."),
 ) -> None:
     """Run one transaction: virtual (or PC/SC) card, terminal kernel, host. With --serve: the live terminal."""
+    try:
+        key = MacKeys(default=mac_key).key_for(terminal_id) if mac_key is not None else TEST_MAC_KEY
+    except ValueError as exc:
+        raise _bad("--mac-key", f"{exc}; expected 32 hex digits (a double-length DES key)") from None
     if serve:
         from ..live.terminal.cli import serve_command
 
         serve_command(host=host, host_down=host_down, ecr=ecr, state=state, profile=profile, terminal_id=terminal_id,
                       framing=framing, timeout=timeout, seed=seed, reader=reader, ready_file=ready_file,
-                      echo_interval=echo_interval, backoff_max=backoff_max, dialect=dialect, one_shot={"--card": card, "--amount": amount,
+                      echo_interval=echo_interval, backoff_max=backoff_max, dialect=dialect, mac_key=key, one_shot={"--card": card, "--amount": amount,
                       "--currency": currency_code, "--pin": pin, "--json": as_json or None,
                       "--type": None if kind == "sale" else kind,
                       "--method": None if method == "card" else method, "--paper": paper, "--stan": None if stan == 1 else stan})
@@ -160,7 +167,7 @@ def terminal_command(
         except ValueError as exc:
             raise _bad("--dialect", str(exc)) from None
         try:
-            link = TcpLink(host, framing=parse_framing(framing), dialect=chosen_dialect, timeout_s=timeout)
+            link = TcpLink(host, framing=parse_framing(framing), dialect=chosen_dialect, timeout_s=timeout, mac_key=key)
         except ValueError as exc:
             raise _bad("--host", str(exc)) from None
     else:

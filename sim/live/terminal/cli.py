@@ -33,7 +33,7 @@ def _bad(param: str, message: str) -> typer.BadParameter:
 def serve_command(*, host: Optional[str], host_down: bool, ecr: str, state: Optional[Path], profile: str,
                   terminal_id: str, framing: str, timeout: Optional[float], seed: Optional[int], reader: Optional[str],
                   ready_file: Optional[Path], echo_interval: float, backoff_max: float, dialect: Optional[str],
-                  one_shot: dict[str, Any]) -> None:
+                  one_shot: dict[str, Any], mac_key: bytes | None) -> None:
     """Validate the ``--serve`` options and run the live terminal until SIGTERM/SIGINT."""
     from ...core.cards import load_cards
     from ...iso8583.dialect import resolve_dialect
@@ -79,7 +79,7 @@ def serve_command(*, host: Optional[str], host_down: bool, ecr: str, state: Opti
                                 backoff_max=backoff_max, seed=seed, reader=reader)
     options = ServeOptions(state=state, host=host_name, port=host_port, profile=prof, cards=load_cards(),
                            ecr_host=ecr_host, ecr_port=int(ecr_port), settings=settings, dialect=chosen_dialect,
-                           framing=chosen_framing)
+                           framing=chosen_framing, mac_key=mac_key)
 
     def ready(terminal: Any, port: int) -> None:
         err.print(f"possim terminal {terminal_id} ({prof.name}) serving ECR on {ecr_host}:{port}; host {host}; "

@@ -22,6 +22,7 @@ from typing import IO, Callable
 from ...core.cards import CardSet
 from ...iso8583.dialect import DEFAULT, Dialect
 from ...iso8583.framing import Framing
+from ...iso8583.mac import TEST_MAC_KEY
 from ...profiles import HardwareProfile
 from .ecr import EcrServer
 from .engine import Terminal, TerminalSettings
@@ -48,6 +49,8 @@ class ServeOptions:
     settings: TerminalSettings = TerminalSettings()
     dialect: Dialect = DEFAULT
     framing: Framing = Framing()
+    mac_key: bytes | None = TEST_MAC_KEY
+    """Signs requests and checks answers when the dialect MACs."""
 
 
 async def serve(options: ServeOptions, *, ready: Callable[[Terminal, int], None] | None = None) -> None:
@@ -60,7 +63,7 @@ async def serve(options: ServeOptions, *, ready: Callable[[Terminal, int], None]
         options.host, options.port, dialect=options.dialect, framing=options.framing,
         response_timeout=s.response_timeout if s.response_timeout is not None else float(options.profile.timeouts.host_response_s),
         connect_timeout=s.connect_timeout if s.connect_timeout is not None else float(options.profile.timeouts.connect_s),
-        backoff=s.backoff, backoff_max=s.backoff_max,
+        backoff=s.backoff, backoff_max=s.backoff_max, mac_key=options.mac_key,
     )
     terminal = Terminal(s, options.profile, store, options.cards, link)
     await terminal.start()
