@@ -51,6 +51,7 @@ __all__ = [
     "SCHEME_AIDS",
     "default_path",
     "load_cards",
+    "luhn_check_digit",
     "luhn_valid",
 ]
 
@@ -99,15 +100,24 @@ def luhn_valid(pan: str) -> bool:
     """
     if len(pan) < 2 or not (pan.isascii() and pan.isdigit()):
         return False
+    return luhn_check_digit(pan[:-1]) == pan[-1]
+
+
+def luhn_check_digit(body: str) -> str:
+    """The Luhn check digit that completes the digits ``body`` into a valid PAN.
+
+    >>> luhn_check_digit("476173900101001")
+    '0'
+    """
     total = 0
-    for position, char in enumerate(reversed(pan)):
+    for position, char in enumerate(reversed(body)):
         digit = int(char)
-        if position % 2 == 1:
+        if position % 2 == 0:  # doubled: every second digit counting from the check digit
             digit *= 2
             if digit > 9:
                 digit -= 9
         total += digit
-    return total % 10 == 0
+    return str((10 - total % 10) % 10)
 
 
 # Field validators ---------------------------------------------------------------------------

@@ -29,24 +29,12 @@ import random
 from dataclasses import dataclass
 from itertools import accumulate
 
-from ..core.cards import Card, CardSet, load_cards
+from ..core.cards import Card, CardSet, load_cards, luhn_check_digit
 from ..emv.card import VirtualCard
 from ..emv.faults import Fault
 from .scenario import Cards
 
 __all__ = ["Holder", "Population", "clone_pan"]
-
-
-def _luhn_digit(body: str) -> str:
-    total = 0
-    for i, ch in enumerate(reversed(body)):
-        d = int(ch)
-        if i % 2 == 0:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return str((10 - total % 10) % 10)
 
 
 def clone_pan(pan: str, label_index: int, holder: int) -> str:
@@ -57,7 +45,7 @@ def clone_pan(pan: str, label_index: int, holder: int) -> str:
     """
     width = len(pan) - 6 - 1 - 2
     body = f"{pan[:6]}{label_index:02d}{holder:0{width}d}"
-    return body + _luhn_digit(body)
+    return body + luhn_check_digit(body)
 
 
 @dataclass(slots=True)
