@@ -255,6 +255,9 @@ def test_the_same_0500_again_gets_the_first_answer_not_a_new_judgement() -> None
     assert s.totals("TERM0001", "978") == Totals(debits_count=1, debits_amount=500)
     other = eod(Totals(debits_count=1, debits_amount=999))  # same key, other content: judged afresh
     assert s.reconcile(other, DAY + timedelta(minutes=3)).response_code == "95"
+    assert len(s._answered) == 1
+    s.prune(DAY + timedelta(hours=2), before=DAY + timedelta(hours=1))  # past the retention: forgotten
+    assert s._answered == {}
 
 
 def test_config_errors_name_the_key() -> None:

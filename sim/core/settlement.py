@@ -348,8 +348,8 @@ class Settlement:
         self._authorizations: set[TxnKey] = set()
         self._completions: dict[TxnKey, TxnKey] = {}
         """Completion key -> the authorization key its entry is kept under."""
-        self._answered: dict[TxnKey, tuple[dict[str, str], Message]] = {}
-        """0500 key -> (its fields, its 0510), for the terminal that sends the same 0500 again."""
+        self._answered: dict[TxnKey, tuple[datetime, dict[str, str], Message]] = {}
+        """0500 key -> (received, its fields, its 0510), for the terminal that sends the same 0500 again."""
         self.reconciliations: list[Reconciliation] = []
         """Every 0500 outcome, in arrival order."""
 
@@ -526,8 +526,8 @@ class Settlement:
             raise MessageError(f"reconciliation needs a 0500; got MTI {request.mti}", field="t")
         key = _key(request)
         first = self._answered.get(key)
-        if first is not None and first[0] == request.fields:
-            return first[1]
+        if first is not None and first[1] == request.fields:
+            return first[2]
         terminal = Totals.from_message(request)
         terminal_id, cur = request.terminal_id or "", request.fields["50"]
         after_upload = (request.processing_code or "")[:2] == SETTLE_AFTER_UPLOAD
@@ -542,7 +542,7 @@ class Settlement:
             closed = tuple(b.number for b in unsettled)
         self.reconciliations.append(Reconciliation(terminal_id, cur, now, terminal, host, matched, closed, after_upload))
         answer = response(request, "00" if matched else "95", extra=host.fields())
-        self._answered[key] = (dict(request.fields), answer)
+        self._answered[key] = (now, dict(request.fields), answer)
         return answer
 
     def add_upload(
@@ -644,7 +644,8 @@ class Settlement:
           which passes the time of the oldest transaction owed anywhere);
         * entries of a settled batch: until ``before``; after it, a reversal of one
           finds nothing to net (the issuer's ledger still books it);
-        * applied reversal keys: until ``before`` (a repeated reversal is ignored until then).
+        * applied reversal keys and 0500 answers: until ``before`` (a repeated reversal is
+          ignored, a repeated 0500 answered as the first, until then).
 
         Totals, 0500 answers and :meth:`report_rows` stay exact; :meth:`batches` lists only
         the entries still held. Nothing is pruned without ``before`` or ``retain_s``.
@@ -689,6 +690,11 @@ class Settlement:
             if self._reversals[first] >= before:
                 break
             del self._reversals[first]
+        while self._answered:
+            first = next(iter(self._answered))
+            if self._answered[first][0] >= before:
+                break
+            del self._answered[first]
         return gone
 
     # Report -------------------------------------------------------------------------------
