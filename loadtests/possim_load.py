@@ -66,6 +66,7 @@ from sim.iso8583.errors import WireError
 from sim.iso8583.framing import Framing, parse_framing
 from sim.live.traffic import DEFAULT_MIX, Request, Traffic
 from sim.gc_tuning import settle_heap
+from sim.load.answers import AnswerDecoder
 from sim.load.wire import WireEncoder
 
 log = logging.getLogger("possim.load")
@@ -135,11 +136,11 @@ class _Connection:
     system calls: on loopback a write costs more CPU than building the request.
     """
 
-    def __init__(self, address: tuple[str, int], framing: Framing, dialect: Any, timeout: float) -> None:
+    def __init__(self, address: tuple[str, int], framing: Framing, answers: AnswerDecoder, timeout: float) -> None:
         self.sock = socket.create_connection(address, timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock.settimeout(None)
-        self.framing, self.dialect = framing, dialect
+        self.framing, self.answers = framing, answers
         self.pending: dict[tuple[str, str, str], AsyncResult] = {}
         self.closed = False
         self.outbox: list[bytes] = []
@@ -152,7 +153,7 @@ class _Connection:
 
     def _read(self) -> None:
         decoder = self.framing.decoder()
-        decode = self.dialect.decode
+        decode = self.answers.decode
         pending = self.pending
         error: Exception = LinkDown("connection closed by the host")
         try:
@@ -257,6 +258,7 @@ class Iso8583User(User):
         self.framing = parse_framing(getattr(opts, "framing", "be2") or "be2")
         self.dialect = resolve_dialect(getattr(opts, "dialect", None))
         self.wire = WireEncoder(self.dialect, self.framing)  # pooled requests: encoded once, restamped per send
+        self.answers = AnswerDecoder(self.dialect)  # answers: decoded once per layout, then read in place
         self.timeout = float(getattr(opts, "request_timeout", 5.0))
         self.echo = bool(getattr(opts, "echo_server", False))
         runner = environment.runner
@@ -288,7 +290,7 @@ class Iso8583User(User):
         if time.monotonic() < self._down_until:
             gevent.sleep(self._down_until - time.monotonic())
         try:
-            self.conn = _Connection(self.address, self.framing, self.dialect, self.timeout)
+            self.conn = _Connection(self.address, self.framing, self.answers, self.timeout)
         except OSError as exc:
             self.conn = None
             self._down_until = time.monotonic() + 0.5

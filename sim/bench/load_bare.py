@@ -16,8 +16,9 @@ order). No decoding, no key matching, no statistics, no events.
 ``--codec`` adds what the load kit does per request, and nothing of Locust: the next
 request of the traffic stream (pooled ARQCs, restamped), its bytes from
 :class:`sim.load.wire.WireEncoder` (spliced into pyiso8583's encoding), the answer
-decoded by pyiso8583 and its key (MTI class + DE41 + DE11) checked against the
-request's -- the same ISO 8583 work as the Locust users, and their way of writing
+decoded as pyiso8583 does (:class:`sim.load.answers.AnswerDecoder`) and its key (MTI class + DE41 + DE11) checked against the
+request's -- the same ISO 8583 work as the Locust users (each connection has its
+:class:`sim.load.answers.AnswerDecoder`, as each Locust user has), and their way of writing
 (the frames the lanes of a connection queue in one event-loop turn go out in one
 write), so Locust's own cost is the difference between the two. The plain loop
 writes each frame on its own, as the simplest client does.
@@ -71,9 +72,10 @@ def main(argv: list[str] | None = None) -> None:
     from ..iso8583.framing import Framing
     from ..live.traffic import Traffic
     from ..gc_tuning import settle_heap
+    from ..load.answers import AnswerDecoder
     from ..load.wire import WireEncoder
 
-    framing, decode = Framing(), DEFAULT.decode
+    framing = Framing()
     clock = [-1, datetime(1970, 1, 1)]
 
     def now() -> datetime:
@@ -94,6 +96,7 @@ def main(argv: list[str] | None = None) -> None:
 
         traffic = Traffic(seed=index, terminal_id=f"BARE{index:04d}", pool=ns.pool) if ns.codec else None
         wire = WireEncoder(DEFAULT, framing)
+        decode = AnswerDecoder(DEFAULT).decode
         if traffic is not None:
             traffic.prefill(now())
             wire.prepare(traffic.templates())

@@ -1,0 +1,198 @@
+"""Answers for a load generator: pyiso8583 decodes a layout once, later answers are read where it found their fields.
+
+A load generator reads the same few hundred answers again and again: the answer
+to a pooled request differs from the last answer to it only in the trace number,
+the times and dates, the retrieval reference, the authorization code and the
+response code -- fixed-length text at fixed places. pyiso8583 spends about 25 us
+decoding a typical answer; most of it re-reading bytes it has read before.
+
+Design
+------
+:class:`AnswerDecoder` is the mirror of :class:`sim.load.wire.Template`. The first
+time it meets an answer it lets pyiso8583 decode it in full; ``iso8583.decode``
+returns, beside the fields, the encoded length prefix and data of every field in
+the order it read them, so summing their lengths gives where each field's data
+lies. The fields of :data:`VARYING` that are fixed-length text (spec ``len_type``
+0, a text ``data_enc``) are the answer's *varying spans*; every other byte (MTI,
+bitmaps, length prefixes, the other fields' data) is its *fixed part*, and the
+decoder remembers pyiso8583's fields under it.
+
+A later answer of the same length whose fixed part is byte for byte one it has
+remembered is the remembered fields with the varying spans read again, each as
+``bytes.decode`` of its codec -- which is what pyiso8583 itself does with a
+fixed-length text field (``_decode_text_data``). This is exact, not a guess:
+pyiso8583 reads a message front to back, and every byte that decides where the
+next field starts (bitmaps, length prefixes) lies in the fixed part, so it would
+find every field at the same place, read the same fixed bytes to the same values,
+and the varying spans to what ``decode`` gives. Anything else -- a new layout, a
+span that does not decode -- goes through ``iso8583.decode`` (and its errors
+through :meth:`Dialect.decode`, which names the field). Tests (hypothesis) check
+that the decoder returns exactly pyiso8583's fields, for several dialects.
+
+The decoder remembers at most ``capacity`` layouts and starts afresh when full
+(requests built in full, such as reversals, give one-off answers): memory stays
+bounded, and the pooled answers are learnt again on their next occurrence.
+
+Examples
+--------
+>>> from sim.iso8583.dialect import DEFAULT
+>>> fields = {"t": "0810", "7": "1130100000", "11": "000001", "39": "00", "41": "LOAD0001", "70": "301"}
+>>> answers = AnswerDecoder(DEFAULT)
+>>> first = answers.decode(DEFAULT.encode(dict(fields)))
+>>> again = answers.decode(DEFAULT.encode({**fields, "11": "000002", "39": "91"}))
+>>> again["11"], again["39"], answers.hits, answers.misses
+('000002', '91', 1, 1)
+>>> again == DEFAULT.decode(DEFAULT.encode({**fields, "11": "000002", "39": "91"}))
+True
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import iso8583
+
+from ..iso8583.dialect import DEFAULT, Dialect
+from .wire import _codec
+
+__all__ = ["VARYING", "AnswerDecoder"]
+
+VARYING: tuple[str, ...] = ("7", "11", "12", "13", "37", "38", "39")
+"""Fields that change from one answer to the next of the same request: transmission
+date and time, trace number, local time and date, retrieval reference number,
+authorization code, response code (all fixed-length text in ISO 8583:1987)."""
+
+
+_BITMAPS = ("1", "65")
+"""Bitmap fields: they decide which fields follow, so they are never varying spans."""
+
+
+class _Layout:
+    """Answers of one length with the varying spans at the same places."""
+
+    __slots__ = ("cuts", "reads", "known")
+
+    def __init__(self, cuts: tuple[int, ...], reads: tuple[tuple[str, int, int, str], ...]) -> None:
+        self.cuts = cuts
+        """Start and end of each fixed stretch, flattened: (a0, b0, a1, b1, ...)."""
+        self.reads = reads
+        """(field, start, end, codec) of each varying span."""
+        self.known: dict[bytes, dict[str, str]] = {}
+        """Fixed part -> pyiso8583's fields of an answer with that fixed part."""
+
+    def fixed(self, payload: bytes) -> bytes:
+        """The bytes of ``payload`` outside the varying spans, joined."""
+        cuts = self.cuts
+        if len(cuts) == 4:  # the common case: one run of varying fields
+            return payload[cuts[0]:cuts[1]] + payload[cuts[2]:cuts[3]]
+        return b"".join([payload[cuts[i]:cuts[i + 1]] for i in range(0, len(cuts), 2)])
+
+
+class AnswerDecoder:
+    """Decodes answers as pyiso8583 does, reusing what it learnt from earlier answers of the same layout.
+
+    Parameters
+    ----------
+    dialect : Dialect
+        Whose spec decodes the answers.
+    varying : tuple of str
+        Fields read again from every answer (:data:`VARYING`); fields the spec does
+        not give as fixed-length text are part of the fixed bytes instead.
+    capacity : int
+        Layouts remembered before the decoder starts afresh.
+
+    Attributes
+    ----------
+    hits, misses : int
+        Answers read from a remembered layout, and answers decoded in full.
+    """
+
+    __slots__ = ("dialect", "spec", "varying", "capacity", "hits", "misses", "_layouts", "_by_reads", "_size")
+
+    def __init__(self, dialect: Dialect = DEFAULT, varying: tuple[str, ...] = VARYING, capacity: int = 1024) -> None:
+        self.dialect = dialect
+        self.spec = dialect.spec
+        self.varying = tuple(k for k in varying if k.isdigit() and k not in _BITMAPS)
+        self.capacity = max(1, capacity)
+        self.hits = self.misses = 0
+        self._layouts: dict[int, list[_Layout]] = {}
+        self._by_reads: dict[tuple[int, tuple[tuple[str, int, int, str], ...]], _Layout] = {}
+        self._size = 0
+
+    def decode(self, payload: bytes) -> dict[str, str]:
+        """The fields of ``payload``, exactly as :meth:`Dialect.decode` gives them (a new dict each call).
+
+        Raises :class:`~sim.iso8583.errors.DecodeError` as :meth:`Dialect.decode` does.
+        """
+        if type(payload) is not bytes:
+            payload = bytes(payload)  # the fixed part is a dict key
+        layouts = self._layouts.get(len(payload))
+        if layouts is not None:
+            for layout in layouts:
+                known = layout.known.get(layout.fixed(payload))
+                if known is None:
+                    continue
+                fields = known.copy()
+                try:
+                    for key, start, end, codec in layout.reads:
+                        fields[key] = payload[start:end].decode(codec)
+                except UnicodeError:
+                    break  # pyiso8583 refuses it too: let it say why
+                self.hits += 1
+                return fields
+        return self._learn(payload)
+
+    def _learn(self, payload: bytes) -> dict[str, str]:
+        """Decode ``payload`` in full and remember its layout."""
+        self.misses += 1
+        try:
+            fields, encoded = iso8583.decode(payload, self.spec)
+        except Exception:  # noqa: BLE001 -- the dialect raises the same failure as a DecodeError naming the field
+            return self.dialect.decode(payload)
+        if self._size >= self.capacity:
+            self._layouts.clear()
+            self._by_reads.clear()
+            self._size = 0
+        layout = self._layout(payload, encoded)
+        if layout is not None:
+            fixed = layout.fixed(payload)
+            if fixed not in layout.known:
+                self._size += 1
+            layout.known[fixed] = dict(fields)
+        return fields
+
+    def _layout(self, payload: bytes, encoded: dict[str, Any]) -> _Layout | None:
+        """The layout of ``payload`` (shared with earlier answers of the same shape), or None
+        when pyiso8583's pieces do not add up to the payload."""
+        spans: dict[str, tuple[int, int]] = {}
+        pos = 0
+        for key, piece in encoded.items():
+            start = pos + len(piece["len"])
+            pos = start + len(piece["data"])
+            spans[key] = (start, pos)
+        if pos != len(payload):
+            return None
+        reads = []
+        for key in self.varying:
+            if key not in spans:
+                continue
+            start, end = spans[key]
+            codec = _codec(self.spec.get(key, {}))
+            if codec is None or end == start or payload[start:end] != encoded[key]["data"]:
+                continue
+            reads.append((key, start, end, codec))
+        reads.sort(key=lambda r: r[1])
+        flat: list[int] = []  # the fixed stretches between the varying spans (adjacent spans: none)
+        pos = 0
+        for _, start, end, _ in reads:
+            if start > pos:
+                flat += [pos, start]
+            pos = end
+        flat += [pos, len(payload)]
+        ident = (len(payload), tuple(reads))
+        layout = self._by_reads.get(ident)
+        if layout is None:
+            layout = _Layout(tuple(flat), tuple(reads))
+            self._by_reads[ident] = layout
+            self._layouts.setdefault(len(payload), []).append(layout)
+        return layout
