@@ -78,6 +78,12 @@ ATR = bytes.fromhex("3B600000")
 
 _Result = tuple[bytes, int, Event | None]
 _DATA_EFFECTS = ("corrupt_tlv", "truncate", "drop_tag")
+_NO_EFFECTS: list[Effect] = []
+_NO_KINDS: frozenset[str] = frozenset()
+_TARGETS = {kind: (kind.value, "*") for kind in Cmd}
+"""The fault targets a command answers to (GENERATE AC also to its first or second occurrence)."""
+_FIRST_AC_TARGETS = (Cmd.GENERATE_AC.value, "GENERATE AC 1", "*")
+_SECOND_AC_TARGETS = (Cmd.GENERATE_AC.value, "GENERATE AC 2", "*")
 
 
 class VirtualCard:
@@ -187,6 +193,19 @@ class VirtualCard:
         return personalise(self._card, self._issuer, self._icc_key_label)
 
     @cached_property
+    def _sfis(self) -> frozenset[int]:
+        """The short files the application's records are in (others answer 6A82)."""
+        return frozenset(sfi for sfi, _ in self.image.records)
+
+    @cached_property
+    def _gpo_answer(self) -> bytes:
+        """The GET PROCESSING OPTIONS response data: AIP and AFL never change, so it is encoded once."""
+        image = self.image
+        if image.gpo_format == 1:
+            return tlv.encode({"80": image.aip + image.afl})
+        return tlv.encode({"77": {"82": image.aip, "94": image.afl}})
+
+    @cached_property
     def _icc_mk(self) -> bytes:
         return crypto.icc_master_key(self._issuer, self._card)
 
@@ -280,16 +299,19 @@ class VirtualCard:
         if entry is None:
             return response(b"", SW.INS_NOT_SUPPORTED)
         kind = entry[1]
-        effects = self._plan.fire(self._targets(kind))
-        self.last_delay_ms = _delay_ms(effects)
-        kinds = {e.kind for e in effects}
+        if self._plan.faults:
+            effects = self._plan.fire(self._targets(kind))
+            self.last_delay_ms = _delay_ms(effects)
+            kinds = {e.kind for e in effects}
+        else:  # most cards have no faults: nothing to count, fire or apply
+            effects, kinds = _NO_EFFECTS, _NO_KINDS
         if "pin_blocked" in kinds:
             self._counters = replace(self._counters, pin_tries_left=0)
         if "mute" in kinds:
             self._reset_volatile()
             self._advance(Event.GO_MUTE)
             raise CardMuteError(f"chip went mute during {kind.value}")
-        forced = next((e for e in effects if e.kind == "status_word"), None)
+        forced = next((e for e in effects if e.kind == "status_word"), None) if effects else None
         if forced is not None:
             if kind is not Cmd.GET_RESPONSE:
                 self._pending = b""
@@ -301,7 +323,7 @@ class VirtualCard:
             self._pending = b""
             data, sw = self._dispatch(kind, cmd)
             direct = False
-        if data:
+        if data and effects:
             data = self._apply_data_effects(data, effects)
         if "remove" in kinds:
             self._reset_volatile()
@@ -311,9 +333,8 @@ class VirtualCard:
 
     def _targets(self, kind: Cmd) -> tuple[str, ...]:
         if kind is Cmd.GENERATE_AC:
-            nth = "GENERATE AC 2" if self._machine.state is State.ONLINE else "GENERATE AC 1"
-            return (kind.value, nth, "*")
-        return (kind.value, "*")
+            return _SECOND_AC_TARGETS if self._machine.state is State.ONLINE else _FIRST_AC_TARGETS
+        return _TARGETS[kind]
 
     def _apply_data_effects(self, data: bytes, effects: list[Effect]) -> bytes:
         for effect in effects:
@@ -411,7 +432,7 @@ class VirtualCard:
             record = self.image.pse_records.get(number)
         else:
             records = self.image.records
-            if not any(key[0] == sfi for key in records):
+            if sfi not in self._sfis:
                 return b"", SW.NOT_FOUND, None
             record = records.get((sfi, number))
         if record is None:
@@ -438,11 +459,7 @@ class VirtualCard:
         if self._counters.atc >= 0xFFFF:
             return b"", SW.CONDITIONS_NOT_SATISFIED, None
         self._counters = replace(self._counters, atc=self._counters.atc + 1)
-        if image.gpo_format == 1:
-            data = tlv.encode({"80": image.aip + image.afl})
-        else:
-            data = tlv.encode({"77": {"82": image.aip, "94": image.afl}})
-        return data, SW.OK, Event.PROCESSING_STARTED
+        return self._gpo_answer, SW.OK, Event.PROCESSING_STARTED
 
     def _get_data(self, cmd: Command) -> _Result:
         if cmd.data:

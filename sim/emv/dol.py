@@ -26,12 +26,14 @@ Examples
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Mapping
 
 from .tags import TAGS
 
-__all__ = ["DolEntry", "DolError", "build_dol_data", "encode_dol", "fit", "parse_dol", "split_dol_data"]
+__all__ = ["DolEntry", "DolError", "build_dol_data", "build_dol_values", "encode_dol", "fit", "parse_dol",
+           "split_dol_data"]
 
 
 class DolError(ValueError):
@@ -54,11 +56,21 @@ class DolEntry:
 
     tag: str
     length: int
+    fmt: str = field(init=False, repr=False, compare=False)
+    """How a value is resized (``n``, ``cn``, ``b``), or ``constructed`` (always sent as zeros):
+    worked out once per entry, not once per value sent."""
+
+    def __post_init__(self) -> None:
+        if int(self.tag[:2], 16) & 0x20:
+            fmt = "constructed"
+        else:
+            fmt = TAGS[self.tag].fmt if self.tag in TAGS else "b"
+        object.__setattr__(self, "fmt", fmt)
 
     @property
     def constructed(self) -> bool:
         """True when the tag names a constructed object (bit 6 of its first byte)."""
-        return bool(int(self.tag[:2], 16) & 0x20)
+        return self.fmt == "constructed"
 
     def encode(self) -> bytes:
         """Tag bytes followed by the one-byte length."""
@@ -91,7 +103,13 @@ def parse_dol(raw: bytes) -> tuple[DolEntry, ...]:
     DolError
         A tag or its length runs past the end, or a byte cannot start a tag.
     """
-    data = bytes(raw)
+    return _parsed(bytes(raw))
+
+
+@lru_cache(maxsize=1024)
+def _parsed(data: bytes) -> tuple[DolEntry, ...]:
+    """:func:`parse_dol`, remembered: a card sends the same PDOL, CDOL1 and CDOL2 bytes to
+    every transaction, and the entries are immutable, so all of them can share one parse."""
     entries = []
     offset = 0
     while offset < len(data):
@@ -110,9 +128,12 @@ def encode_dol(entries: tuple[DolEntry, ...] | list[DolEntry]) -> bytes:
 
 def fit(tag: str, value: bytes, length: int) -> bytes:
     """Resize ``value`` to ``length`` bytes by the rule for the tag's format (module docstring)."""
-    fmt = TAGS[tag].fmt if tag in TAGS else "b"
     if len(value) == length:
         return bytes(value)
+    return _resize(TAGS[tag].fmt if tag in TAGS else "b", value, length)
+
+
+def _resize(fmt: str, value: bytes, length: int) -> bytes:
     if fmt == "n":
         return bytes(length - len(value)) + value if len(value) < length else value[len(value) - length :]
     if fmt == "cn":
@@ -126,14 +147,33 @@ def build_dol_data(entries: tuple[DolEntry, ...] | list[DolEntry], values: Mappi
     Missing tags and constructed tags are sent as zeros, as EMV requires, so this
     never fails for a parsed DOL.
     """
+    return build_dol_values(entries, values)[0]
+
+
+def build_dol_values(
+    entries: tuple[DolEntry, ...] | list[DolEntry], values: Mapping[str, bytes]
+) -> tuple[bytes, dict[str, bytes]]:
+    """:func:`build_dol_data` and, beside it, what :func:`split_dol_data` would cut back out of it.
+
+    The kernel needs both for a GENERATE AC (the data to send, and the very values
+    sent for DE55); the value of each entry is already at hand while building, so the
+    data need not be cut up again.
+    """
     parts = []
+    sent: dict[str, bytes] = {}
     for entry in entries:
+        length = entry.length
         value = values.get(entry.tag)
-        if value is None or entry.constructed:
-            parts.append(bytes(entry.length))
+        if value is None or entry.fmt == "constructed":
+            part = bytes(length)
+        elif len(value) == length:
+            part = bytes(value)
         else:
-            parts.append(fit(entry.tag, bytes(value), entry.length))
-    return b"".join(parts)
+            part = _resize(entry.fmt, bytes(value), length)
+        parts.append(part)
+        if entry.tag not in sent:
+            sent[entry.tag] = part
+    return b"".join(parts), sent
 
 
 def split_dol_data(entries: tuple[DolEntry, ...] | list[DolEntry], data: bytes) -> dict[str, bytes]:

@@ -212,13 +212,12 @@ class Transaction:
         self.amount = amount
         self.amount_other = amount_other
         self.when = when
-        self._date_bcd = bytes.fromhex(when.strftime("%y%m%d"))  # 9A, 9F21: fixed for the transaction,
-        self._time_bcd = bytes.fromhex(when.strftime("%H%M%S"))  # formatted once, not per DOL
         self.unpredictable_number = bytes(unpredictable_number)
         self.transaction_type = transaction_type
         self.force_online = force_online
         self.payment_method = payment_method
         self.rng = rng if rng is not None else random.Random(int.from_bytes(self.unpredictable_number, "big"))
+        self._fixed_values = self._values_fixed_for_the_transaction()
         self.tvr = Tvr()
         self.tsi = Tsi()
         self.stage = "start"
@@ -289,32 +288,41 @@ class Transaction:
     def _numeric_currency(self) -> str:
         return self.currency.numeric
 
-    def _terminal_values(self) -> dict[str, bytes]:
-        """Terminal data objects for DOLs and DE55, as of now (TVR, TSI, CVM results change)."""
-        values = {
+    def _values_fixed_for_the_transaction(self) -> dict[str, bytes]:
+        """The terminal data objects that cannot change once the transaction exists, encoded once.
+
+        Every DOL, DE55 and advice reads them; only TVR, TSI, CVM results, the
+        application's version and the entry mode move while the transaction runs.
+        """
+        config = self.config
+        return {
             "9F02": _bcd(self.amount, 6),
             "9F03": _bcd(self.amount_other, 6),
-            "9F1A": _bcd(self.config.country, 2),
+            "9F1A": _bcd(config.country, 2),
             "5F2A": _bcd(self._numeric_currency, 2),
             "5F36": _bcd(self.currency.exponent, 1),
-            "9A": self._date_bcd,
-            "9F21": self._time_bcd,
+            "9A": bytes.fromhex(self.when.strftime("%y%m%d")),
+            "9F21": bytes.fromhex(self.when.strftime("%H%M%S")),
             "9C": _bcd(self.transaction_type, 1),
             "9F37": self.unpredictable_number,
-            "9F35": _bcd(self.config.terminal_type, 1),
-            "9F33": self.config.capabilities,
-            "9F40": self.config.additional_capabilities,
-            "9F1C": self.config.terminal_id.encode("ascii")[:8].ljust(8),
-            "9F16": self.config.merchant_id.encode("ascii")[:15].ljust(15),
-            "95": bytes(self.tvr),
-            "9B": bytes(self.tsi),
+            "9F35": _bcd(config.terminal_type, 1),
+            "9F33": config.capabilities,
+            "9F40": config.additional_capabilities,
+            "9F1C": config.terminal_id.encode("ascii")[:8].ljust(8),
+            "9F16": config.merchant_id.encode("ascii")[:15].ljust(15),
         }
+
+    def _terminal_values(self) -> dict[str, bytes]:
+        """Terminal data objects for DOLs and DE55, as of now (TVR, TSI, CVM results change)."""
+        values = dict(self._fixed_values)
+        values["95"] = bytes(self.tvr)
+        values["9B"] = bytes(self.tsi)
         if self._cvm_results is not None:
             values["9F34"] = self._cvm_results.encode()
         if self._app is not None:
             values["9F09"] = self._app.version
         if self._interface in ("contact", "contactless"):
-            values["9F39"] = bytes.fromhex("05" if self._interface == "contact" else "07")
+            values["9F39"] = b"\x05" if self._interface == "contact" else b"\x07"
         return values
 
     def _take_stan(self) -> int:
@@ -718,8 +726,7 @@ class Transaction:
             cdol = dol.parse_dol(self._card[dol_tag])
         except dol.DolError as exc:
             raise _Terminate(f"card error: {'CDOL1' if dol_tag == '8C' else 'CDOL2'} malformed ({exc})") from None
-        data = dol.build_dol_data(cdol, values)
-        sent = dol.split_dol_data(cdol, data)
+        data, sent = dol.build_dol_values(cdol, values)
         response = yield from self._apdu(commands.generate_ac(kind, data), f"GENERATE AC ({kind.name})")
         if not response.ok:
             raise _Terminate(f"card error: GENERATE AC answered {response.sw_hex}")
