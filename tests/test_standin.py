@@ -107,6 +107,20 @@ def test_queue_repeats_until_acknowledged_then_forgets() -> None:
     assert not stip.acknowledge(response(again, "00"))
 
 
+
+def test_prune_forgets_approvals_and_deliveries_before_the_mark_never_what_is_owed() -> None:
+    stip = StandIn({"limits": {"EUR": 5000}})
+    stip.decide(request(stan=1), "visa", T0)
+    [owed_first] = stip.outbox("visa")
+    assert stip.acknowledge(response(owed_first, "00"), T0 + timedelta(seconds=5))
+    stip.decide(request(stan=2), "visa", T0 + timedelta(minutes=10))
+    assert stip.prune(T0 + timedelta(minutes=1)) == 2  # the first approval and its delivery
+    assert stip.answered(request(stan=1)) is None
+    assert stip.enqueue(owed_first, "visa")  # its delivery is forgotten: it may be owed again
+    assert stip.answered(request(stan=2)) is not None  # after the mark: kept
+    assert stip.prune(T0 + timedelta(hours=1)) == 1
+    assert len(stip) == 2  # both advices still owed: never pruned
+
 def test_enqueue_keeps_order_and_refuses_doubles() -> None:
     stip = StandIn()
     adv = advice(response_code="Y1", pan=VISA, amount=10, currency="978", stan=5, transmitted="1122100000",

@@ -50,6 +50,7 @@ schedule ends even when no terminal traffic comes.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import deque
 from dataclasses import dataclass
@@ -237,20 +238,24 @@ _TRACK_TAGS = frozenset({"56", "57", "9F1F", "9F20", "9F6B"})
 """DE55 tags holding track data."""
 
 
-def _content(msg: Message) -> dict[str, Any]:
-    """What the duplicate check remembers of a request for the window (REV-03).
+def _content(msg: Message) -> bytes:
+    """What the duplicate check remembers of a request for the window (REV-03): a digest.
 
-    Never track data or a PIN block (SEC-03): they are not kept after the authorization
-    that used them. Track 2 is remembered by its PAN only. A repeat that differs from
-    the original in nothing but those gets the original answer, which REV-03 allows.
+    Of every field but track data and the PIN block (SEC-03: not kept after the
+    authorization that used them); track 2 counts by its PAN only, DE55 without its
+    track tags. A repeat that differs from the original in nothing but those gets the
+    original answer, which REV-03 allows. A SHA-256 digest of the fields rather than
+    the fields: a window of answers at thousands per second stays small.
     """
     fields = msg.fields
-    out: dict[str, Any] = {k: v for k, v in fields.items() if k not in _NOT_KEPT}
+    out = [(k, v) for k, v in fields.items() if k not in _NOT_KEPT]
     if "35" in fields:
-        out["35"] = msg.pan
+        out.append(("35", msg.pan))
     if "55" in fields and not _TRACK_TAGS.isdisjoint(msg.icc):
-        out["55"] = {t: v for t, v in msg.icc.items() if t not in _TRACK_TAGS}
-    return out
+        out = [(k, v) for k, v in out if k != "55"]
+        out.append(("55", sorted((t, v) for t, v in msg.icc.items() if t not in _TRACK_TAGS)))
+    out.sort()
+    return hashlib.sha256(repr(out).encode("utf-8", "backslashreplace")).digest()
 
 
 def _scrub(text: str) -> str:
@@ -357,7 +362,7 @@ class Acquirer:
         retain = cfg["retain_s"]
         self.retain = None if retain is None else timedelta(seconds=float(retain))
         self.duplicate_window = timedelta(seconds=int(cfg["duplicate_window_s"]))
-        self._answers: dict[tuple[str, str, str], tuple[dict[str, Any], Message, Decision]] = {}
+        self._answers: dict[tuple[str, str, str], tuple[bytes, Message, Decision]] = {}
         self._last: Decision | None = None
         self._answered_at: deque[tuple[datetime, tuple[str, str, str]]] = deque()
 
@@ -444,7 +449,7 @@ class Acquirer:
             except MessageError as exc:
                 out.append(self._delivery(now, issuer.name, advice, f"refused: {_scrub(str(exc))}", "30"))
                 break
-            if self.standin.acknowledge(answer):
+            if self.standin.acknowledge(answer, now):
                 out.append(self._delivery(now, issuer.name, advice, "acknowledged", answer.response_code))
             else:
                 out.append(self._delivery(now, issuer.name, advice, "refused", answer.response_code))
@@ -469,6 +474,7 @@ class Acquirer:
           00 with nothing released, so ``retain_s`` must exceed the longest a terminal
           may take to reverse (its store-and-forward horizon);
         * settlement entries: see :meth:`Settlement.prune` (``unsettled`` is passed on);
+        * stand-in approvals and advice deliveries: until ``before`` (:meth:`StandIn.prune`);
         * decisions and advice deliveries: the latest ``keep_records``; queued advices
           until their issuer acknowledges them (never pruned: money owed).
 
@@ -482,6 +488,7 @@ class Acquirer:
                 return 0
             before = now - self.retain
         self.settlement.prune(now, before=before, unsettled=unsettled)
+        self.standin.prune(before)
         gone = 0
         while self._routed:
             first = next(iter(self._routed))

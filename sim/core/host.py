@@ -15,6 +15,7 @@ Configuration is plain data (desmod style), every key optional::
                    "retain_s": 86400},                                 # see Host.prune
         "mac": {"keys": {"TERM0001": "<32 hex>"},                      # see MacKeys; default:
                 "default_key": "<32 hex>"},                            # the TEST ONLY MAC key
+        "prune": {"every_s": 60},                                      # see Host.handle
     }
 
 MAC-ing dialects (SEC-01): given a dialect with a ``mac_field`` (``receive`` always has
@@ -54,9 +55,23 @@ from .standin import StandIn
 DEFAULT_STANDIN_LIMITS = {"EUR": 5000, "USD": 5000, "JPY": 5000, "KWD": 5000}
 """Stand-in approves below 50.00 EUR/USD, 5000 JPY, 5.000 KWD unless configured."""
 
-_SECTIONS = ("acquirer", "standin", "settlement", "issuer", "mac")
+_SECTIONS = ("acquirer", "standin", "settlement", "issuer", "mac", "prune")
 _ISSUER_KEYS = {"duplicate_window_s": "duplicate_window", "pin_try_limit": "pin_try_limit",
                "keep_decisions": "keep_decisions", "keep_postings": "keep_postings", "retain_s": "retain"}
+
+
+def _prune_every(section: Mapping[str, Any] | None) -> timedelta | None:
+    """The ``prune`` section's ``every_s`` as a timedelta; ValueError naming what is allowed."""
+    section = dict(section or {})
+    unknown = set(section) - {"every_s"}
+    if unknown:
+        raise ValueError(f"host config [prune] has unknown keys {sorted(unknown)}; allowed: every_s")
+    every = section.get("every_s")
+    if every is None:
+        return None
+    if isinstance(every, bool) or not isinstance(every, (int, float)) or not every > 0:
+        raise ValueError(f"host config [prune] every_s is {every!r}; allowed: seconds > 0")
+    return timedelta(seconds=every)
 
 
 class Host:
@@ -95,6 +110,9 @@ class Host:
         )
         self.mac_keys = MacKeys.from_config(config.get("mac"))
         """Terminal MAC keys by DE41 (default: the TEST ONLY key of :mod:`sim.iso8583.mac`)."""
+        self.prune_every = _prune_every(config.get("prune"))
+        """Prune at most this often, on message time (``None``: only when a driver calls :meth:`prune`)."""
+        self._next_prune: datetime | None = None
 
     @property
     def settlement(self) -> Settlement:
@@ -113,7 +131,21 @@ class Host:
         not verify, nothing booked) and the answer comes back signed; see the module doc.
         ``raw``, the frame ``msg`` was decoded from, makes the check cover those exact
         bytes (drivers that decoded a frame themselves should pass it).
+
+        With ``prune.every_s`` configured, the first message at least that long after the
+        last prune runs :meth:`prune` at its ``now`` before it is answered. Pruning is
+        then a function of the messages and their times alone, so a driver that replays
+        stored messages with their times (the live host's replay log) prunes at the same
+        points and ends in the same state.
         """
+        every = self.prune_every
+        if every is not None:
+            due = self._next_prune
+            if due is None:
+                self._next_prune = now + every
+            elif now >= due:
+                self.prune(now)
+                self._next_prune = now + every
         if dialect is None or dialect.mac_field is None:
             return self.acquirer.handle(msg, now)
         key = self.mac_keys.key_for(msg.fields.get("41"))

@@ -174,9 +174,10 @@ class StandIn:
         self.allow_online_pin = bool(cfg["allow_online_pin"])
         self.allow_unverified_cryptogram = bool(cfg["allow_unverified_cryptogram"])
         self._serial = 0
-        self._answers: dict[tuple[str, str, str], tuple[Message, StandInDecision]] = {}
+        self._answers: dict[tuple[str, str, str], tuple[Message, StandInDecision, datetime]] = {}
         self._queue: dict[AdviceKey, _Pending] = {}
-        self._done: set[AdviceKey] = set()
+        self._done: dict[AdviceKey, datetime | None] = {}
+        """Advices delivered, with when (in delivery order): a late repeat is not owed again."""
 
     # Decisions --------------------------------------------------------------------------
 
@@ -193,7 +194,7 @@ class StandIn:
         found = self._answers.get((request.terminal_id or "", request.stan or "", request.transmitted or ""))
         if found is None:
             return None
-        answer, decision = found
+        answer, decision, _ = found
         return answer, StandInDecision(
             decision.approved, decision.code, decision.auth_code, "repeat of a stand-in approval",
             decision.limit, decision.cryptogram_checked, repeat=True,
@@ -217,8 +218,8 @@ class StandIn:
     def decide(self, request: Message, issuer: str, now: datetime) -> tuple[Message, StandInDecision]:
         """Answer a 0100/0200 in the issuer's place; queue the advice of an approval.
 
-        ``now`` is accepted for symmetry with every other handler (stand-in rules here
-        do not depend on time).
+        The rules do not depend on ``now``; it dates the approval, which a repeat of the
+        request gets again until :meth:`prune` forgets it.
 
         Raises
         ------
@@ -237,7 +238,7 @@ class StandIn:
         auth_code = self._next_auth_code()
         answer = response(request, "00", auth_code=auth_code)
         decision = StandInDecision(True, "00", auth_code, f"below stand-in limit {limit}", limit)
-        self._answers[(request.terminal_id or "", request.stan or "", request.transmitted or "")] = (answer, decision)
+        self._answers[(request.terminal_id or "", request.stan or "", request.transmitted or "")] = (answer, decision, now)
         self.enqueue(self.advice_for(request, auth_code), issuer)
         return answer, decision
 
@@ -285,8 +286,11 @@ class StandIn:
         if pending is not None:
             pending.attempts += 1
 
-    def acknowledge(self, answer: Message) -> bool:
-        """Remove the advice ``answer`` acknowledges; ``False`` when it matches none or says retry."""
+    def acknowledge(self, answer: Message, now: datetime | None = None) -> bool:
+        """Remove the advice ``answer`` acknowledges; ``False`` when it matches none or says retry.
+
+        ``now`` dates the delivery, so that :meth:`prune` can forget it after the window.
+        """
         key = advice_key(answer)
         pending = self._queue.get(key)
         if pending is None or answer.mti != response_mti(pending.message.mti):
@@ -294,8 +298,34 @@ class StandIn:
         if answer.response_code in RETRY_CODES:
             return False
         del self._queue[key]
-        self._done.add(key)
+        self._done[key] = now
         return True
+
+    def prune(self, before: datetime) -> int:
+        """Forget stand-in approvals given, and deliveries made, before ``before``; return how many.
+
+        A repeat of a request approved in stand-in gets the same approval only while it is
+        remembered, and an advice delivered is refused a second place in the queue only
+        while its delivery is: ``before`` must be older than anything a terminal may still
+        repeat (the host's ``retain_s``). Advices still owed are never pruned.
+        """
+        gone = 0
+        answers = self._answers
+        while answers:
+            first = next(iter(answers))
+            if answers[first][2] >= before:
+                break
+            del answers[first]
+            gone += 1
+        done = self._done
+        while done:
+            first = next(iter(done))
+            at = done[first]
+            if at is None or at >= before:
+                break
+            del done[first]
+            gone += 1
+        return gone
 
     def queued(self, issuer: str | None = None) -> list[QueuedAdvice]:
         """The advices still owed (to ``issuer``, or to all), PANs masked."""
