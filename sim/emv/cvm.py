@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum, IntEnum
+from functools import lru_cache
 from typing import Callable, Generator
 
 __all__ = [
@@ -97,6 +98,9 @@ PIN_CODES = frozenset(
 )
 """Methods that need a PIN pad."""
 
+_BY_CODE: dict[int, CvmCode] = {code.value: code for code in CvmCode}
+"""Method codes to :class:`CvmCode`: a dict lookup, where calling the enum costs a search and an exception."""
+
 _SIGNATURE_CODES = frozenset(
     {CvmCode.SIGNATURE, CvmCode.PLAINTEXT_PIN_ICC_AND_SIGNATURE, CvmCode.ENCIPHERED_PIN_ICC_AND_SIGNATURE}
 )
@@ -158,10 +162,7 @@ class CvmRule:
         """The method, or ``None`` when the code is not one EMV defines (unrecognised)."""
         if self.code == CvmCode.NOT_PERFORMED:
             return None
-        try:
-            return CvmCode(self.code)
-        except ValueError:
-            return None
+        return _BY_CODE.get(self.code)
 
     def __str__(self) -> str:
         method = self.method.label if self.method is not None else f"unrecognised CVM {self.code:02X}"
@@ -189,18 +190,24 @@ class CvmList:
         CvmError
             Fewer than 8 bytes (no room for X and Y) or an odd number of rule bytes.
         """
-        data = bytes(raw)
-        if len(data) < 8:
-            raise CvmError(f"CVM list is {len(data)} bytes; it needs amount X and Y (8 bytes) first")
-        if (len(data) - 8) % 2:
-            raise CvmError(f"CVM list has {len(data) - 8} rule bytes; rules are 2 bytes each")
-        rules = tuple(CvmRule.from_bytes(data[i : i + 2]) for i in range(8, len(data), 2))
-        return cls(int.from_bytes(data[0:4], "big"), int.from_bytes(data[4:8], "big"), rules)
+        return _parsed_list(bytes(raw))
 
     def encode(self) -> bytes:
         """The tag 8E value (the inverse of :meth:`parse`, bit 8 of rule bytes cleared)."""
         head = self.amount_x.to_bytes(4, "big") + self.amount_y.to_bytes(4, "big")
         return head + b"".join(rule.encode() for rule in self.rules)
+
+
+@lru_cache(maxsize=1024)
+def _parsed_list(data: bytes) -> CvmList:
+    """:meth:`CvmList.parse`, remembered: a card's 8E is the same in every transaction, and a
+    parsed list is immutable, so one parse serves them all."""
+    if len(data) < 8:
+        raise CvmError(f"CVM list is {len(data)} bytes; it needs amount X and Y (8 bytes) first")
+    if (len(data) - 8) % 2:
+        raise CvmError(f"CVM list has {len(data) - 8} rule bytes; rules are 2 bytes each")
+    rules = tuple(CvmRule.from_bytes(data[i : i + 2]) for i in range(8, len(data), 2))
+    return CvmList(int.from_bytes(data[0:4], "big"), int.from_bytes(data[4:8], "big"), rules)
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +257,12 @@ def capability_codes(terminal_capabilities: bytes) -> frozenset[CvmCode]:
 
     ``FAIL`` is always "supported": failing needs no hardware.
     """
+    return _capability_codes(bytes(terminal_capabilities))
+
+
+@lru_cache(maxsize=64)
+def _capability_codes(terminal_capabilities: bytes) -> frozenset[CvmCode]:
+    """:func:`capability_codes`, remembered: a terminal's 9F33 is the same in all its transactions."""
     if len(terminal_capabilities) != 3:
         raise CvmError("terminal capabilities (9F33) are 3 bytes")
     cap = terminal_capabilities[1]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
+from functools import lru_cache
 
 from ..apdu import build
 from .. import tlv
@@ -100,11 +101,18 @@ def split(rapdu: bytes) -> Response:
     return Response(raw[:-2], int.from_bytes(raw[-2:], "big"))
 
 
+@lru_cache(maxsize=256)
 def select(name: bytes, *, next_occurrence: bool = False) -> bytes:
-    """SELECT by DF name (P1 04); P2 02 asks for the next application matching a partial name."""
+    """SELECT by DF name (P1 04); P2 02 asks for the next application matching a partial name.
+
+    This builder and the other ones of commands without variable data (READ RECORD,
+    GET DATA, GET RESPONSE) remember their bytes: a terminal sends the same few of
+    them in every transaction.
+    """
     return build(0x00, 0xA4, 0x04, 0x02 if next_occurrence else 0x00, name, le=0)
 
 
+@lru_cache(maxsize=256)
 def read_record(sfi: int, record: int) -> bytes:
     """READ RECORD ``record`` of short file ``sfi`` (P2 = SFI << 3 | 4)."""
     return build(0x00, 0xB2, record, (sfi << 3) | 0x04, le=0)
@@ -115,6 +123,7 @@ def get_processing_options(pdol_data: bytes) -> bytes:
     return build(0x80, 0xA8, 0x00, 0x00, b"\x83" + bytes([len(pdol_data)]) + pdol_data, le=0)
 
 
+@lru_cache(maxsize=256)
 def get_data(tag: str) -> bytes:
     """GET DATA for a two-byte tag (``9F36`` ATC, ``9F13`` last online ATC, ``9F17`` PIN try counter)."""
     value = bytes.fromhex(tag)
@@ -148,6 +157,7 @@ def external_authenticate(issuer_authentication_data: bytes) -> bytes:
     return build(0x00, 0x82, 0x00, 0x00, issuer_authentication_data)
 
 
+@lru_cache(maxsize=256)
 def get_response(length: int) -> bytes:
     """GET RESPONSE for ``length`` bytes (T=0 after ``61xx``); 0 means 256."""
     return build(0x00, 0xC0, 0x00, 0x00, le=length)

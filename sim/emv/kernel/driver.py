@@ -127,6 +127,11 @@ def _answer(
     keyed: tuple[str, str] | None,
     qr: str | None = None,
 ) -> object:
+    if isinstance(event, NeedApdu):  # most events of a chip transaction: asked first
+        try:
+            return card.execute(event.apdu)
+        except CardError as exc:
+            return exc
     if isinstance(event, NeedCard):
         if card is None and "manual" not in event.accept:
             return Cancelled("no card")
@@ -135,11 +140,6 @@ def _answer(
     if isinstance(event, PowerOn):
         try:
             return card.power_on()
-        except CardError as exc:
-            return exc
-    if isinstance(event, NeedApdu):
-        try:
-            return card.execute(event.apdu)
         except CardError as exc:
             return exc
     if isinstance(event, ReadStripe):

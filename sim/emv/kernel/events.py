@@ -251,6 +251,9 @@ ANSWERS: dict[type, tuple[type, ...]] = {
 def check_answer(event: Event, answer: object) -> None:
     """Refuse an answer the event does not take (:class:`KernelUsageError`): a driver bug, said early."""
     allowed = ANSWERS[type(event)]
+    kind = type(answer)
+    if kind in allowed and kind is not Presented:
+        return  # the usual answer, of exactly a listed type (bytes to NeedApdu): nothing more to check
     if isinstance(event, NeedOnline) and answer in (HostUnreachable, HostTimeout):
         return
     if isinstance(answer, bool) or not isinstance(answer, allowed):

@@ -21,7 +21,9 @@ Examples
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Generator, Iterator
+from functools import lru_cache
+from types import MappingProxyType
+from typing import Any, Callable, Generator, Iterator, Mapping
 
 from .. import tlv
 from . import commands
@@ -124,7 +126,8 @@ class Fci:
     sfi: int | None = None
     language: str = ""
     preferred_name: str = ""
-    proprietary: dict | None = None
+    proprietary: Mapping[str, Any] | None = None
+    """The ``A5`` template as decoded, read-only: one parse of an FCI serves every transaction."""
 
 
 def _text(value: bytes | None) -> str:
@@ -148,6 +151,13 @@ def parse_fci(data: bytes) -> Fci:
     SelectionError
         Not a ``6F`` template, malformed TLV, or no DF name.
     """
+    return _parsed_fci(bytes(data))
+
+
+@lru_cache(maxsize=256)
+def _parsed_fci(data: bytes) -> Fci:
+    """:func:`parse_fci`, remembered: a card answers every SELECT of a transaction with the
+    same FCI bytes, and an :class:`Fci` is immutable (its ``A5`` template behind a read-only view)."""
     decoded = _decode(data)
     fci = decoded.get("6F")
     if not isinstance(fci, dict):
@@ -167,7 +177,7 @@ def parse_fci(data: bytes) -> Fci:
         sfi=sfi[0] if isinstance(sfi, bytes) and sfi else None,
         language=_text(prop.get("5F2D")),
         preferred_name=_text(prop.get("9F12")),
-        proprietary=prop,
+        proprietary=MappingProxyType(prop),
     )
 
 
@@ -192,6 +202,13 @@ def parse_directory_record(data: bytes) -> list[DirectoryEntry]:
     SelectionError
         Not a ``70`` template, or malformed TLV.
     """
+    return list(_parsed_directory_record(bytes(data)))
+
+
+@lru_cache(maxsize=256)
+def _parsed_directory_record(data: bytes) -> tuple[DirectoryEntry, ...]:
+    """:func:`parse_directory_record`, remembered: the PSE directory of a card is read in every
+    transaction, and its entries are immutable."""
     top = list(objects(data))
     if not top or top[0][0] != "70":
         raise SelectionError("directory record is not a '70' template")
@@ -207,7 +224,7 @@ def parse_directory_record(data: bytes) -> list[DirectoryEntry]:
         entries.append(
             DirectoryEntry(aid, _text(fields.get("50")), priority, confirm, _text(fields.get("9F12")))
         )
-    return entries
+    return tuple(entries)
 
 
 @dataclass(frozen=True, slots=True)

@@ -466,6 +466,8 @@ class Transaction:
         """Exchange one command, following T=0 procedure bytes (61xx GET RESPONSE, 6Cxx resend)."""
         answer = yield NeedApdu(apdu, purpose)
         response = _rapdu(answer)
+        if response.sw >> 8 not in (0x61, 0x6C):
+            return response  # the whole answer at once, as a card answers a command with Le = 00
         data = b""
         for _ in range(16):
             if response.sw1 == 0x61:
