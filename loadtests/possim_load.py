@@ -59,6 +59,7 @@ from gevent.event import AsyncResult, Event
 from gevent.pool import Group
 from locust import User, constant, events, task
 from locust.exception import StopUser
+from locust.user.task import LOCUST_STATE_STOPPING
 
 from sim.iso8583.codes import describe_code
 from sim.iso8583.dialect import resolve_dialect
@@ -125,15 +126,34 @@ def _target(host: str | None) -> tuple[str, int]:
 _USER_SEQ = [0]
 
 
-class _Connection:
-    """One TCP connection: a reader greenlet pairing answers to waiting requests by key,
-    a writer greenlet sending what the lanes queued.
+class _Waiter:
+    """A request whose sender waits for it (:meth:`Iso8583User.exchange`): the answer or the failure."""
 
-    The lanes of a connection usually wake together (one ``recv`` brings several
-    answers); each queues its next frame and the writer sends them all in one
-    ``sendall`` when it runs, right after them in the same event-loop turn. Frames
-    leave no later than with one write each (nothing waits for a timer), in fewer
-    system calls: on loopback a write costs more CPU than building the request.
+    __slots__ = ("result",)
+
+    def __init__(self) -> None:
+        self.result = AsyncResult()
+
+    def answer(self, fields: dict[str, str], length: int) -> None:
+        self.result.set((fields, length))
+
+    def fail(self, exc: Exception) -> None:
+        self.result.set_exception(exc)
+
+
+class _Connection:
+    """One TCP connection: a reader greenlet handing answers to what waits for them, by key.
+
+    What waits for an answer is a :class:`_Waiter` (a greenlet blocked in
+    :meth:`Iso8583User.exchange`) or a :class:`_Lane` of a closed-model user, which the
+    reader calls directly: it fires the request event and queues the lane's next
+    request without a greenlet switch. The frames queued while the reader works
+    through one ``recv`` (several answers) go out in one ``sendall`` by the reader
+    itself; frames queued by other greenlets (waiters, the sweeper) are sent by a
+    writer greenlet, all those of one event-loop turn in one ``sendall``. Nothing
+    waits for a timer; on loopback a write costs more CPU than building the request.
+    One greenlet writes at a time (:meth:`flush`): a frame queued while another is
+    blocked writing goes out with that write's next round.
     """
 
     def __init__(self, address: tuple[str, int], framing: Framing, answers: AnswerDecoder, timeout: float) -> None:
@@ -141,12 +161,13 @@ class _Connection:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock.settimeout(None)
         self.framing, self.answers = framing, answers
-        self.pending: dict[tuple[str, str, str], AsyncResult] = {}
+        self.pending: dict[tuple[str, str, str], Any] = {}
         self.closed = False
         self.outbox: list[bytes] = []
         self.queued = Event()
+        self.writing = False
         self.timeout = timeout
-        self.deadlines: deque[tuple[float, tuple[str, str, str], AsyncResult]] = deque()
+        self.deadlines: deque[tuple[float, tuple[str, str, str], Any]] = deque()
         self.reader = gevent.spawn(self._read)
         self.writer = gevent.spawn(self._write)
         self.sweeper = gevent.spawn(self._sweep)
@@ -154,7 +175,7 @@ class _Connection:
     def _read(self) -> None:
         decoder = self.framing.decoder()
         decode = self.answers.decode
-        pending = self.pending
+        pending, outbox = self.pending, self.outbox
         error: Exception = LinkDown("connection closed by the host")
         try:
             while True:
@@ -162,42 +183,61 @@ class _Connection:
                 if not chunk:
                     break
                 for frame in decoder.feed(chunk):
+                    payload = frame.payload
                     try:
-                        fields = decode(frame.payload)
+                        fields = decode(payload)
                     except WireError as exc:
                         log.warning("undecodable answer dropped: %s", exc)
                         continue
                     key = (fields.get("t", "")[:2], fields.get("41", ""), fields.get("11", ""))
-                    waiter = pending.pop(key, None)
-                    if waiter is not None:
-                        waiter.set((fields, len(frame.payload)))
+                    entry = pending.pop(key, None)
+                    if entry is not None:
+                        entry.answer(fields, len(payload))
+                if outbox:
+                    self.flush()
+                    # Let the other connections have their turn: the answers to what was just
+                    # sent may already be back, and a reader that never waits starves the rest.
+                    gevent.sleep(0)
         except WireError as exc:
             error = LinkDown(f"framing error from the host: {exc}")
         except OSError as exc:
             error = LinkDown(f"connection lost: {exc.strerror or exc}")
         finally:
-            self.closed = True
-            for waiter in list(pending.values()):
-                waiter.set_exception(error)
-            pending.clear()
+            self._fail_all(error)
+
+    def _fail_all(self, error: Exception) -> None:
+        """Closed: every request in flight fails with ``error`` (once)."""
+        self.closed = True
+        pending = self.pending
+        while pending:
+            _, entry = pending.popitem()
+            entry.fail(error)
+
+    def flush(self) -> None:
+        """Send what is queued, in one write; nothing when another greenlet is writing
+        (it sends this too before it stops). A failed write closes the connection."""
+        if self.writing:
+            return
+        outbox = self.outbox
+        self.writing = True
+        try:
+            while outbox:
+                data = b"".join(outbox)
+                outbox.clear()
+                self.sock.sendall(data)
+        except OSError as exc:
+            outbox.clear()
+            self._fail_all(LinkDown(f"send failed: {exc.strerror or exc}"))
+            self.close()
+        finally:
+            self.writing = False
 
     def _write(self) -> None:
-        outbox, queued = self.outbox, self.queued
-        try:
-            while True:
-                queued.wait()
-                queued.clear()
-                if outbox:
-                    data = b"".join(outbox)
-                    outbox.clear()
-                    self.sock.sendall(data)
-        except OSError as exc:
-            self.closed = True
-            error = LinkDown(f"send failed: {exc.strerror or exc}")
-            for waiter in list(self.pending.values()):
-                waiter.set_exception(error)
-            self.pending.clear()
-            self.close()
+        queued = self.queued
+        while not self.closed:
+            queued.wait()
+            queued.clear()
+            self.flush()
 
     def _sweep(self) -> None:
         """Fail the requests whose answer is overdue (NoAnswer), a few times per timeout.
@@ -214,33 +254,45 @@ class _Connection:
             gevent.sleep(period)
             now = time.monotonic()
             while deadlines and deadlines[0][0] <= now:
-                _, key, waiter = deadlines.popleft()
-                if not waiter.ready():
-                    if pending.get(key) is waiter:
-                        del pending[key]
-                    waiter.set_exception(NoAnswer(error))
+                _, key, entry = deadlines.popleft()
+                if pending.get(key) is entry:
+                    del pending[key]
+                    entry.fail(NoAnswer(error))
+            if self.outbox:
+                self.flush()  # lanes whose request failed have queued their next one
 
-    def send(self, key: tuple[str, str, str], frame: bytes) -> AsyncResult:
-        """Queue ``frame`` for the writer; the waiter gets the answer, or NoAnswer / LinkDown."""
+    def queue(self, key: tuple[str, str, str], frame: bytes, entry: Any) -> None:
+        """Queue ``frame``; ``entry.answer(fields, length)`` or ``entry.fail(exc)`` follows.
+
+        The caller then sends it (:meth:`flush`), or wakes the writer (``queued.set()``)
+        to send it with the other frames of this event-loop turn.
+        """
         if self.closed:
             raise LinkDown("connection closed")
-        waiter = AsyncResult()
-        self.pending[key] = waiter
-        self.deadlines.append((time.monotonic() + self.timeout, key, waiter))
+        self.pending[key] = entry
+        self.deadlines.append((time.monotonic() + self.timeout, key, entry))
         self.outbox.append(frame)
+
+    def send(self, key: tuple[str, str, str], frame: bytes) -> AsyncResult:
+        """Queue ``frame`` for the writer; the result gets the answer, or NoAnswer / LinkDown."""
+        waiter = _Waiter()
+        self.queue(key, frame, waiter)
         self.queued.set()
-        return waiter
+        return waiter.result
 
     def close(self) -> None:
+        """Close the socket and stop the greenlets; what is still in flight is dropped
+        without an event (the user stopped, nobody waits for it)."""
         self.closed = True
+        self.pending.clear()
         try:
             self.sock.close()
         except OSError:
             pass
-        self.reader.kill(block=False)
-        self.sweeper.kill(block=False)
-        if gevent.getcurrent() is not self.writer:
-            self.writer.kill(block=False)
+        current = gevent.getcurrent()
+        for greenlet in (self.reader, self.sweeper, self.writer):
+            if greenlet is not current:
+                greenlet.kill(block=False)
 
 
 class Iso8583User(User):
@@ -278,6 +330,7 @@ class Iso8583User(User):
         self.conn: _Connection | None = None
         self.lanes = Group()
         self._down_until = 0.0
+        self._fire = environment.events.request.fire
 
     # Connection ---------------------------------------------------------------------------
 
@@ -317,64 +370,146 @@ class Iso8583User(User):
             self._now = datetime.fromtimestamp(second, timezone.utc).replace(tzinfo=None)
         return self._now
 
-    def exchange(self, request: Request, started: float | None = None) -> str | None:
-        """Send ``request``, wait for its answer, fire the request event; the answered DE39."""
-        start = time.perf_counter() if started is None else started
-        mti = request.mti
-        length = 0
-        code: str | None = None
-        exc: Exception | None = None
-        try:
-            frame = self.wire.frame(request)
-            conn = self._connection()
-            waiter = conn.send(request.key, frame)
-            fields, length = waiter.get()  # the connection's sweeper fails it when overdue
-            code = fields.get("39")
-            if self.echo:
-                if fields.get("t") != mti:
-                    exc = UnexpectedCode(f"echo server answered MTI {fields.get('t')}, sent {mti}")
-                code = request.expected  # an echo answers nothing: count the request as owed
-            elif code != request.expected:
-                exc = UnexpectedCode(
-                    f"DE39 {code} ({describe_code(code or '')}), expected {request.expected} ({request.reason})"
-                    + (f" for card {request.card}" if request.card else "")
-                )
-        except (LinkDown, NoAnswer) as failure:
-            exc = failure
-        self.environment.events.request.fire(
-            request_type=mti,
+    def verdict(self, request: Request, fields: dict[str, str]) -> tuple[str | None, Exception | None]:
+        """The DE39 to count for ``request`` answered with ``fields``, and the failure, if it is one."""
+        code = fields.get("39")
+        if self.echo:
+            mti = fields.get("t")
+            # an echo answers nothing: count the request as owed
+            if mti != request.mti:
+                return request.expected, UnexpectedCode(f"echo server answered MTI {mti}, sent {request.mti}")
+            return request.expected, None
+        if code != request.expected:
+            return code, UnexpectedCode(
+                f"DE39 {code} ({describe_code(code or '')}), expected {request.expected} ({request.reason})"
+                + (f" for card {request.card}" if request.card else "")
+            )
+        return code, None
+
+    def report(self, request: Request, start: float, length: int, code: str | None, exc: Exception | None) -> None:
+        """Fire the request event of one exchange and count its DE39."""
+        self._fire(
+            request_type=request.mti,
             name=request.kind,
             response_time=(time.perf_counter() - start) * 1000.0,
             response_length=length,
             exception=exc,
             context={"expected": request.expected, "code": code, "card": request.card},
         )
+        _TALLY[(request.kind, request.expected, code if code is not None else "-")] += 1
+
+    def exchange(self, request: Request, started: float | None = None) -> str | None:
+        """Send ``request``, wait for its answer, fire the request event; the answered DE39."""
+        start = time.perf_counter() if started is None else started
+        length = 0
+        code: str | None = None
+        exc: Exception | None = None
+        try:
+            frame = self.wire.frame(request)
+            conn = self._connection()
+            fields, length = conn.send(request.key, frame).get()  # the connection's sweeper fails it when overdue
+            code, exc = self.verdict(request, fields)
+        except (LinkDown, NoAnswer) as failure:
+            exc = failure
+        self.report(request, start, length, code, exc)
         return code
 
 
+class _Lane:
+    """One request after the other on a connection, driven by the connection's reader.
+
+    The answer (or failure) of the lane's request arrives as a call from the reader
+    (or the sweeper): the lane fires the request event and queues its next request
+    right there, so a closed-model exchange costs no greenlet switch of its own.
+    """
+
+    __slots__ = ("user", "conn", "request", "start")
+
+    def __init__(self, user: "_LaneUser", conn: _Connection) -> None:
+        self.user, self.conn = user, conn
+        self.request: Request | None = None
+        self.start = 0.0
+
+    def launch(self, wake: bool = False) -> None:
+        """Queue the lane's next request (after ``wait_time``), unless the user stops or the
+        connection is gone; ``wake``: wake the writer (the caller is not the reader or sweeper)."""
+        user = self.user
+        if user._state == LOCUST_STATE_STOPPING or self.conn.closed:
+            user.lane_idle()
+            return
+        wait = user.wait_time()
+        if wait:
+            user.lanes.add(gevent.spawn_later(wait, self.launch_now, True))
+            return
+        self.launch_now(wake)
+
+    def launch_now(self, wake: bool = False) -> None:
+        user, conn = self.user, self.conn
+        if user._state == LOCUST_STATE_STOPPING or conn.closed:
+            user.lane_idle()
+            return
+        request = user.traffic.next(user.now())
+        self.request, self.start = request, time.perf_counter()
+        conn.queue(request.key, user.wire.frame(request), self)
+        if wake:
+            conn.queued.set()
+
+    def answer(self, fields: dict[str, str], length: int) -> None:
+        request = self.request
+        assert request is not None
+        code, exc = self.user.verdict(request, fields)
+        self.user.report(request, self.start, length, code, exc)
+        self.launch()
+
+    def fail(self, exc: Exception) -> None:
+        request = self.request
+        assert request is not None
+        self.user.report(request, self.start, 0, None, exc)
+        self.launch()
+
+
 class _LaneUser(Iso8583User):
-    """Closed model with lanes: the main greenlet plus ``--in-flight - 1`` more, one request each."""
+    """Closed model: ``--in-flight`` lanes on the user's connection, each sending its next
+    request as soon as the previous answer arrived (after ``wait_time``, 0 by default).
+
+    The user's task opens the connection, starts the lanes and waits until the
+    connection is gone (its requests then failed) or the user is stopping (the lanes
+    send nothing more and the task returns once their answers are in or failed); the
+    next run of the task reconnects, half a second after a failed attempt.
+    """
 
     abstract = True
 
     def on_start(self) -> None:
-        lanes = max(1, int(getattr(self.options, "in_flight", 4)))
-        for _ in range(lanes - 1):
-            self.lanes.spawn(self._lane)
+        self.in_flight = max(1, int(getattr(self.options, "in_flight", 4)))
+        self.idle = Event()
+        self.active = 0
 
-    def _lane(self) -> None:
-        while True:
-            self.one()
-            wait = self.wait_time()
-            if wait:
-                gevent.sleep(wait)
+    @property
+    def stopping(self) -> bool:
+        """Locust asked the user to stop (gracefully): no new requests."""
+        return self._state == LOCUST_STATE_STOPPING
 
-    def one(self) -> None:
-        self.exchange(self.traffic.next(self.now()))
+    def lane_idle(self) -> None:
+        self.active -= 1
+        if self.active <= 0:
+            self.idle.set()
 
     @task
     def transaction(self) -> None:
-        self.one()
+        try:
+            conn = self._connection()
+        except LinkDown as exc:
+            now = self.now()
+            for _ in range(self.in_flight):  # each lane's request fails, as it would have on its own
+                self.report(self.traffic.next(now), time.perf_counter(), 0, None, exc)
+            return
+        self.idle.clear()
+        self.active = self.in_flight
+        for _ in range(self.in_flight):
+            _Lane(self, conn).launch_now()
+        conn.flush()
+        self.idle.wait()
 
 
 class RetailUser(_LaneUser):
@@ -436,24 +571,14 @@ class ArrivalUser(Iso8583User):
         self.next_at += self.interval
         request = self.traffic.next(self.now())
         if len(self.lanes) >= self.limit:
-            self.environment.events.request.fire(
-                request_type=request.mti, name=request.kind, response_time=(time.perf_counter() - due) * 1000.0,
-                response_length=0, exception=Overloaded(f"{self.limit} requests already in flight on the connection"),
-                context={"expected": request.expected, "code": None, "card": request.card},
-            )
+            self.report(request, due, 0, None, Overloaded(f"{self.limit} requests already in flight on the connection"))
             return
         self.lanes.spawn(self.exchange, request, due)
 
 
-# DE39 counts: counted from the same events as Locust's statistics; workers report theirs
-# to the master with their statistics, and the master writes --summary-out at the end.
-
-
-@events.request.add_listener
-def _count(name: str, context: dict | None = None, **_: Any) -> None:
-    if context and "expected" in context:
-        code = context.get("code")
-        _TALLY[(name, context["expected"], code if code is not None else "-")] += 1
+# DE39 counts: counted by Iso8583User.report beside the request event it fires (the same
+# exchanges as Locust's statistics); workers report theirs to the master with their
+# statistics, and the master writes --summary-out at the end.
 
 
 def _fold() -> Counter[str]:

@@ -5,7 +5,7 @@
 and K requests in flight on each, closed loop, and prints one JSON line
 ``{"completed": n, "seconds": s, "rate": r, "cpu_seconds": c, "mismatched": m}``
 counted over ``duration`` after ``warmup`` (``cpu_seconds``: this process's CPU in
-that window; ``mismatched``: answers whose key was not their request's, exit 1 if any).
+that window; ``mismatched``: answers whose key or MTI was not their request's, exit 1 if any).
 
 Bare means what a load tool cannot do with less: frames are the load kit's own
 requests (:class:`sim.live.traffic.Traffic`), encoded and framed once before timing
@@ -16,12 +16,14 @@ order). No decoding, no key matching, no statistics, no events.
 ``--codec`` adds what the load kit does per request, and nothing of Locust: the next
 request of the traffic stream (pooled ARQCs, restamped), its bytes from
 :class:`sim.load.wire.WireEncoder` (spliced into pyiso8583's encoding), the answer
-decoded as pyiso8583 does (:class:`sim.load.answers.AnswerDecoder`) and its key (MTI class + DE41 + DE11) checked against the
-request's -- the same ISO 8583 work as the Locust users (each connection has its
-:class:`sim.load.answers.AnswerDecoder`, as each Locust user has), and their way of writing
-(the frames the lanes of a connection queue in one event-loop turn go out in one
-write), so Locust's own cost is the difference between the two. The plain loop
-writes each frame on its own, as the simplest client does.
+decoded as pyiso8583 does (:class:`sim.load.answers.AnswerDecoder`, one per
+connection as one per Locust user) and paired with the request waiting under its key
+(MTI class + DE41 + DE11), its MTI checked -- the same ISO 8583 work as the Locust
+users -- and their way of running a connection: the reader takes each answer, queues
+the next request of that lane itself and sends what one ``recv``'s answers queued in
+one write. So Locust's own cost (the request event, its statistics, the users)
+is the difference between the two. The plain loop gives each lane a greenlet that
+writes its frame on its own and waits for the answer, as the simplest client does.
 
 gevent is imported in :func:`main` only: importing this module (the doctests do)
 leaves the interpreter as it was.
@@ -34,6 +36,7 @@ import json
 import time
 from collections import deque
 from datetime import datetime, timezone
+from typing import Any
 
 
 def frames(count: int, *, pool: int = 64, seed: int = 0) -> list[bytes]:
@@ -92,26 +95,15 @@ def main(argv: list[str] | None = None) -> None:
     def connection(index: int) -> None:
         sock = socket.create_connection((ns.host, ns.port))
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if ns.codec:
+            codec_connection(index, sock)
+        else:
+            plain_connection(index, sock)
+        sock.close()
+
+    def plain_connection(index: int, sock: Any) -> None:
+        """Lanes of their own, each writing its frame and waiting for its answer."""
         waiting: deque[AsyncResult] = deque()
-
-        traffic = Traffic(seed=index, terminal_id=f"BARE{index:04d}", pool=ns.pool) if ns.codec else None
-        wire = WireEncoder(DEFAULT, framing)
-        decode = AnswerDecoder(DEFAULT).decode
-        if traffic is not None:
-            traffic.prefill(now())
-            wire.prepare(traffic.templates())
-        outbox: list[bytes] = []
-        queued = Event()
-
-        def writer() -> None:
-            """--codec: the lanes' frames of one event-loop turn in one write, as the Locust users send."""
-            while True:
-                queued.wait()
-                queued.clear()
-                if outbox:
-                    data = b"".join(outbox)
-                    outbox.clear()
-                    sock.sendall(data)
 
         def reader() -> None:
             buf = b""
@@ -124,10 +116,7 @@ def main(argv: list[str] | None = None) -> None:
                     n = int.from_bytes(buf[:2], "big")
                     if len(buf) < 2 + n:
                         break
-                    if traffic is not None:
-                        waiting.popleft().set(decode(buf[2:2 + n]))
-                    else:
-                        waiting.popleft().set()
+                    waiting.popleft().set()
                     buf = buf[2 + n:]
 
         def lane(offset: int) -> None:
@@ -135,27 +124,69 @@ def main(argv: list[str] | None = None) -> None:
             while not state["stop"]:
                 done = AsyncResult()
                 waiting.append(done)
-                if traffic is not None:
-                    request = traffic.next(now())
-                    outbox.append(wire.frame(request))
-                    queued.set()
-                    fields = done.get()
-                    if (fields.get("t", "")[:2], fields.get("41", ""), fields.get("11", "")) != request.key:
-                        mismatched[0] += 1
-                else:
-                    sock.sendall(payload[i % len(payload)])
-                    done.get()
+                sock.sendall(payload[i % len(payload)])
+                done.get()
                 i += 7
                 if state["counting"]:
                     counted[0] += 1
 
         read = gevent.spawn(reader)
-        write = gevent.spawn(writer)
         lanes = [gevent.spawn(lane, index * 131 + k) for k in range(ns.in_flight)]
         gevent.joinall(lanes)
         read.kill()
-        write.kill()
-        sock.close()
+
+    def codec_connection(index: int, sock: Any) -> None:
+        """The load kit's closed-model connection without Locust: the reader takes each
+        answer to the request waiting under its key (and checks its MTI, as the kit does
+        with an echo), queues that lane's next request, and sends what one ``recv``'s
+        answers queued in one write."""
+        traffic = Traffic(seed=index, terminal_id=f"BARE{index:04d}", pool=ns.pool)
+        wire = WireEncoder(DEFAULT, framing)
+        decode = AnswerDecoder(DEFAULT).decode
+        traffic.prefill(now())
+        wire.prepare(traffic.templates())
+        pending: dict[tuple[str, str, str], Any] = {}
+        outbox: list[bytes] = []
+        finished = Event()
+
+        def launch() -> None:
+            request = traffic.next(now())
+            pending[request.key] = request
+            outbox.append(wire.frame(request))
+
+        def flush() -> None:
+            while outbox:
+                data = b"".join(outbox)
+                outbox.clear()
+                sock.sendall(data)
+
+        def reader() -> None:
+            decoder = framing.decoder()
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return
+                for frame in decoder.feed(chunk):
+                    fields = decode(frame.payload)
+                    request = pending.pop((fields.get("t", "")[:2], fields.get("41", ""), fields.get("11", "")), None)
+                    if request is None or fields.get("t") != request.mti:
+                        mismatched[0] += 1
+                        continue
+                    if state["counting"]:
+                        counted[0] += 1
+                    if not state["stop"]:
+                        launch()
+                    elif not pending:
+                        finished.set()
+                flush()
+                gevent.sleep(0)  # the other connections' turn, as the kit's readers do
+
+        for _ in range(ns.in_flight):
+            launch()
+        flush()
+        read = gevent.spawn(reader)
+        finished.wait(timeout=ns.warmup + ns.duration + 10)
+        read.kill()
 
     workers = [gevent.spawn(connection, i) for i in range(ns.connections)]
     gevent.sleep(ns.warmup)

@@ -98,7 +98,7 @@ class Template:
         pyiso8583's encoding of ``fields``.
     """
 
-    __slots__ = ("fields", "dialect", "framing", "tpdu", "raw", "spliced", "_pieces", "_order", "_header")
+    __slots__ = ("fields", "dialect", "framing", "tpdu", "raw", "spliced", "_pieces", "_order", "_plan", "_header")
 
     def __init__(self, fields: Mapping[str, str], dialect: Dialect = DEFAULT, framing: Framing | None = None,
                  restamp: tuple[str, ...] = RESTAMPED, tpdu: bytes = TPDU) -> None:
@@ -145,6 +145,7 @@ class Template:
             cuts += [start + shift, end + shift]
         cuts.append(len(framed))
         self._pieces = [framed[cuts[i]:cuts[i + 1]] for i in range(0, len(cuts), 2)]
+        self._plan = tuple((key, self.spliced[key][2], self.spliced[key][1] - self.spliced[key][0]) for key in self._order)
 
     def _frame(self, payload: bytes) -> bytes:
         if self.framing is None:
@@ -153,6 +154,19 @@ class Template:
 
     def _splice(self, values: Mapping[str, str]) -> bytes | None:
         """The pieces joined with ``values`` in place, or None when a value cannot be spliced."""
+        plan = self._plan
+        if len(values) == len(plan):  # the usual send: a value for every spliced field
+            pieces = self._pieces
+            out = [pieces[0]]
+            try:
+                for i, (key, codec, size) in enumerate(plan, 1):
+                    data = values[key].encode(codec)
+                    if len(data) != size:
+                        return None  # pyiso8583 would refuse it (or pad it): let it say so
+                    out += (data, pieces[i])
+            except (KeyError, UnicodeError):
+                return None  # a field that is not spliced (KeyError), or not in the codec
+            return b"".join(out)
         spliced = self.spliced
         for key in values:
             if key not in spliced:
