@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from functools import lru_cache
 
 __all__ = [
     "ApduError",
@@ -36,9 +37,11 @@ __all__ = [
     "INS_READ_RECORD",
     "INS_SELECT",
     "INS_VERIFY",
+    "RECURRING_INS",
     "SW",
     "build",
     "parse",
+    "parse_recurring",
     "response",
     "sw_of",
 ]
@@ -51,6 +54,12 @@ INS_VERIFY = 0x20
 INS_GENERATE_AC = 0xAE
 INS_INTERNAL_AUTHENTICATE = 0x88
 INS_GET_RESPONSE = 0xC0
+
+RECURRING_INS = frozenset({INS_SELECT, INS_READ_RECORD, INS_GET_DATA, INS_GET_RESPONSE})
+"""Instructions whose command bytes recur from one transaction to the next: SELECT an AID or
+directory, READ RECORD, GET DATA, GET RESPONSE. They carry no transaction data and no secret
+(unlike VERIFY with its PIN block, or GENERATE AC), so what is derived from their bytes alone
+may be remembered and shared."""
 
 
 class SW(IntEnum):
@@ -147,6 +156,23 @@ def parse(apdu: bytes) -> Command:
     if len(body) == 2 + lc:
         return Command(cla, ins, p1, p2, body[1:-1], body[-1] or 256)
     raise ApduError(f"Lc = {lc} but {len(body) - 1} bytes follow it")
+
+
+def parse_recurring(apdu: bytes) -> Command:
+    """:func:`parse`, remembered for the commands of :data:`RECURRING_INS` (any other is parsed afresh).
+
+    A card answers the same few SELECT and READ RECORD commands in every
+    transaction; a :class:`Command` is immutable, so one parse of each serves them all.
+    Nothing with transaction data or a PIN block in it is kept.
+    """
+    if len(apdu) >= 4 and apdu[1] in RECURRING_INS:
+        return _parsed(bytes(apdu))
+    return parse(apdu)
+
+
+@lru_cache(maxsize=1024)
+def _parsed(apdu: bytes) -> Command:
+    return parse(apdu)
 
 
 def build(cla: int, ins: int, p1: int, p2: int, data: bytes = b"", le: int | None = None) -> bytes:

@@ -44,7 +44,7 @@ from pyemv import sm as _sm
 from . import oda, tlv
 from ..core import crypto
 from ..core.cards import Card, CardSet, IssuerConfig, load_cards
-from .apdu import SW, ApduError, Command, parse, response
+from .apdu import SW, ApduError, Command, parse_recurring, response
 from .card_perso import PPSE_NAME, PSE_NAME, CardImage, personalise
 from .card_risk import (
     AcType,
@@ -78,6 +78,8 @@ ATR = bytes.fromhex("3B600000")
 
 _Result = tuple[bytes, int, Event | None]
 _DATA_EFFECTS = ("corrupt_tlv", "truncate", "drop_tag")
+_NO_FACTS = TxnFacts()
+"""What a transaction has learned when it starts: nothing (facts are frozen, so one object serves every start)."""
 _NO_EFFECTS: list[Effect] = []
 _NO_KINDS: frozenset[str] = frozenset()
 _TARGETS = {kind: (kind.value, "*") for kind in Cmd}
@@ -126,7 +128,7 @@ class VirtualCard:
         self._idn_rng = random.Random(f"possim ICC dynamic number|{card.pan}|{card.psn}|{seed}")
         self._machine = CardStateMachine()
         self._counters = counters if counters is not None else CardCounters(pin_tries_left=card.pin_try_limit)
-        self._facts = TxnFacts()
+        self._facts = _NO_FACTS
         self._arqc: bytes | None = None
         self._directory: bytes | None = None
         self._pending = b""
@@ -290,7 +292,7 @@ class VirtualCard:
         if state is State.POWERED_OFF:
             raise CardNotPoweredError("card is not powered: call power_on() first")
         try:
-            cmd = parse(apdu)
+            cmd = parse_recurring(apdu)
         except ApduError:
             return response(b"", SW.WRONG_LENGTH)
         entry = COMMANDS.get(cmd.ins)
@@ -396,7 +398,7 @@ class VirtualCard:
         self._new_transaction()
 
     def _new_transaction(self) -> None:
-        self._facts = TxnFacts()
+        self._facts = _NO_FACTS
         self._arqc = None
 
     # Command handlers (each returns data, SW, event) -------------------------------------------------

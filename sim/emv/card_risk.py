@@ -64,10 +64,13 @@ class AcType(IntEnum):
     ARQC = 0x80
 
 
+_BY_BITS: dict[int, AcType] = {ac.value: ac for ac in AcType}
+"""P1 / CID bits 8-7 to :class:`AcType` (a dict lookup; calling the enum searches)."""
+
+
 def requested_ac(p1: int) -> AcType | None:
     """The cryptogram type a GENERATE AC P1 asks for; ``None`` for the RFU value (bits 8-7 = 11)."""
-    bits = p1 & 0xC0
-    return None if bits == 0xC0 else AcType(bits)
+    return _BY_BITS.get(p1 & 0xC0)
 
 
 @dataclass(frozen=True, slots=True)

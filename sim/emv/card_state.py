@@ -146,7 +146,14 @@ class CardStateMachine:
     """The current state and the two tables; the only place a card state changes."""
 
     def __init__(self) -> None:
-        self.state = State.POWERED_OFF
+        self._enter(State.POWERED_OFF)
+
+    def _enter(self, state: State) -> None:
+        # The current state's rows of both tables, looked up once per change of state
+        # rather than once per command.
+        self.state = state
+        self._allowed = ALLOWED[state]
+        self._transitions = TRANSITIONS[state]
 
     @property
     def powered(self) -> bool:
@@ -155,12 +162,13 @@ class CardStateMachine:
 
     def allowed(self, cmd: Cmd) -> bool:
         """True when ``cmd`` may run in the current state."""
-        return cmd in ALLOWED[self.state]
+        return cmd in self._allowed
 
     def advance(self, event: Event) -> State:
         """Apply ``event``; returns the new state."""
         try:
-            self.state = TRANSITIONS[self.state][event]
+            state = self._transitions[event]
         except KeyError:
             raise CardStateError(f"event {event.name} is not allowed in state {self.state.name}") from None
-        return self.state
+        self._enter(state)
+        return state

@@ -346,10 +346,8 @@ class CvmResults:
     @property
     def label(self) -> str:
         """``"signature (unknown)"``: words for reports."""
-        try:
-            name = CvmCode(self.method & 0x3F).label
-        except ValueError:
-            name = f"CVM {self.method & 0x3F:02X}"
+        code = _BY_CODE.get(self.method & 0x3F)
+        name = code.label if code is not None else f"CVM {self.method & 0x3F:02X}"
         return f"{name} ({self.result.name.lower()})"
 
 

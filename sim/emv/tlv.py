@@ -30,7 +30,7 @@ def decode(data: bytes, *, flatten: bool = False) -> dict[str, Any]:
     The result is the caller's own (a fresh dict, nested templates too), whatever
     :func:`_decoded` remembered.
     """
-    return _copy(_decoded(bytes(data), flatten))
+    return copy_objects(_decoded(bytes(data), flatten))
 
 
 @lru_cache(maxsize=1024)
@@ -44,12 +44,13 @@ def _decoded(data: bytes, flatten: bool) -> dict[str, Any]:
         raise TlvError(f"malformed TLV: {exc}") from None
 
 
-def _copy(objects: dict[str, Any]) -> dict[str, Any]:
-    """A copy of a decoded dict, nested dicts copied too (values are immutable bytes)."""
+def copy_objects(objects: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of decoded objects, nested templates copied too (values are immutable bytes):
+    what a cache of decoded data hands out, so no caller can change what it remembers."""
     out = dict(objects)  # a C-level copy first: most answers (DE55 among them) nest nothing
     for tag, value in objects.items():
         if type(value) is dict:
-            out[tag] = _copy(value)
+            out[tag] = copy_objects(value)
     return out
 
 

@@ -61,10 +61,11 @@ class CryptogramType(IntEnum):
     @classmethod
     def of_cid(cls, cid: int) -> "CryptogramType | None":
         """The cryptogram type a CID names, or ``None`` for the RFU value (``C0``)."""
-        try:
-            return cls(cid & 0xC0)
-        except ValueError:
-            return None
+        return _BY_CID.get(cid & 0xC0)
+
+
+_BY_CID: dict[int, CryptogramType] = {kind.value: kind for kind in CryptogramType}
+"""CID bits 8-7 to :class:`CryptogramType` (a dict lookup; calling the enum searches)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ Examples
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from .. import tlv
@@ -89,8 +90,16 @@ def parse_gpo_response(data: bytes) -> tuple[bytes, tuple[AflEntry, ...], dict[s
     CardDataError
         Malformed TLV, an unknown template, or AIP/AFL missing or malformed.
     """
+    aip, afl, extra = _parsed_gpo_response(bytes(data))
+    return aip, afl, tlv.copy_objects(extra)
+
+
+@lru_cache(maxsize=1024)
+def _parsed_gpo_response(data: bytes) -> tuple[bytes, tuple[AflEntry, ...], dict[str, Any]]:
+    """:func:`parse_gpo_response`, remembered: a card answers GPO with the same AIP and AFL in
+    every transaction. Never handed out as is: the caller gets its own ``extra``."""
     try:
-        decoded = tlv.decode(bytes(data))
+        decoded = tlv.decode(data)
     except tlv.TlvError as exc:
         raise CardDataError(f"GPO answer: {exc}") from None
     extra: dict[str, Any] = {}

@@ -21,6 +21,7 @@ Examples
 from __future__ import annotations
 
 from datetime import date
+from functools import lru_cache
 from typing import Any, Mapping
 
 __all__ = ["check", "emv_date", "usage_allowed"]
@@ -31,7 +32,13 @@ _ATM_TYPES = {"14", "15", "16"}
 
 def emv_date(value: bytes) -> date | None:
     """An ``n6`` YYMMDD date (5F24, 5F25, 9A) as a :class:`date`; ``None`` when it is not a real date."""
-    text = bytes(value).hex()
+    return _emv_date(bytes(value))
+
+
+@lru_cache(maxsize=4096)
+def _emv_date(value: bytes) -> date | None:
+    """:func:`emv_date`, remembered: a card's expiry and effective dates come back in every transaction."""
+    text = value.hex()
     if len(text) != 6 or not text.isdigit():
         return None
     year = int(text[:2])

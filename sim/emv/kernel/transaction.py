@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import datetime
 from typing import Any, Generator
 
@@ -56,7 +57,7 @@ from ...iso8583.message import MAX_AMOUNT, Message
 from ...iso8583.pretty import mask_pan
 from .. import cvm as cvm_rules
 from .. import dol
-from ..apdu import ApduError, build as build_apdu, parse as parse_apdu
+from ..apdu import RECURRING_INS, ApduError, build as build_apdu, parse as parse_apdu
 from ..errors import CardError, CardRemovedError
 from ..qr import QrError, parse_wallet_qr
 from ..tvr import Tsi, Tvr
@@ -464,7 +465,7 @@ class Transaction:
 
     def _apdu(self, apdu: bytes, purpose: str) -> Generator[Event, Any, Response]:
         """Exchange one command, following T=0 procedure bytes (61xx GET RESPONSE, 6Cxx resend)."""
-        answer = yield NeedApdu(apdu, purpose)
+        answer = yield _need_apdu(apdu, purpose)
         response = _rapdu(answer)
         if response.sw >> 8 not in (0x61, 0x6C):
             return response  # the whole answer at once, as a card answers a command with Le = 00
@@ -973,6 +974,18 @@ def _prompt(accept: list[str]) -> str:
     words = [verbs[i] for i in accept]
     text = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
     return f"{text} card" if accept != ["manual"] else "key card number"
+
+
+def _need_apdu(apdu: bytes, purpose: str) -> NeedApdu:
+    """The event asking for ``apdu``; the same object each time for a recurring command (events are frozen)."""
+    if len(apdu) >= 4 and apdu[1] in RECURRING_INS:
+        return _recurring_need_apdu(bytes(apdu), purpose)
+    return NeedApdu(apdu, purpose)
+
+
+@lru_cache(maxsize=1024)
+def _recurring_need_apdu(apdu: bytes, purpose: str) -> NeedApdu:
+    return NeedApdu(apdu, purpose)
 
 
 def _rapdu(answer: object) -> Response:
