@@ -15,7 +15,7 @@ Configuration is plain data (desmod style), every key optional::
                    "retain_s": 86400},                                 # see Host.prune
         "mac": {"keys": {"TERM0001": "<32 hex>"},                      # see MacKeys; default:
                 "default_key": "<32 hex>"},                            # the TEST ONLY MAC key
-        "prune": {"every_s": 60},                                      # see Host.handle
+        "prune": {"every_s": 60, "unsettled": False},                  # see Host.handle
     }
 
 MAC-ing dialects (SEC-01): given a dialect with a ``mac_field`` (``receive`` always has
@@ -60,18 +60,21 @@ _ISSUER_KEYS = {"duplicate_window_s": "duplicate_window", "pin_try_limit": "pin_
                "keep_decisions": "keep_decisions", "keep_postings": "keep_postings", "retain_s": "retain"}
 
 
-def _prune_every(section: Mapping[str, Any] | None) -> timedelta | None:
-    """The ``prune`` section's ``every_s`` as a timedelta; ValueError naming what is allowed."""
+def _prune_settings(section: Mapping[str, Any] | None) -> tuple[timedelta | None, bool]:
+    """The ``prune`` section: ``every_s`` as a timedelta, and ``unsettled``; ValueError naming what is allowed."""
     section = dict(section or {})
-    unknown = set(section) - {"every_s"}
+    unknown = set(section) - {"every_s", "unsettled"}
     if unknown:
-        raise ValueError(f"host config [prune] has unknown keys {sorted(unknown)}; allowed: every_s")
+        raise ValueError(f"host config [prune] has unknown keys {sorted(unknown)}; allowed: every_s, unsettled")
+    unsettled = section.get("unsettled", False)
+    if not isinstance(unsettled, bool):
+        raise ValueError(f"host config [prune] unsettled is {unsettled!r}; allowed: true or false")
     every = section.get("every_s")
     if every is None:
-        return None
+        return None, unsettled
     if isinstance(every, bool) or not isinstance(every, (int, float)) or not every > 0:
         raise ValueError(f"host config [prune] every_s is {every!r}; allowed: seconds > 0")
-    return timedelta(seconds=every)
+    return timedelta(seconds=every), unsettled
 
 
 class Host:
@@ -110,7 +113,7 @@ class Host:
         )
         self.mac_keys = MacKeys.from_config(config.get("mac"))
         """Terminal MAC keys by DE41 (default: the TEST ONLY key of :mod:`sim.iso8583.mac`)."""
-        self.prune_every = _prune_every(config.get("prune"))
+        self.prune_every, self._prune_unsettled = _prune_settings(config.get("prune"))
         """Prune at most this often, on message time (``None``: only when a driver calls :meth:`prune`)."""
         self._next_prune: datetime | None = None
 
@@ -133,7 +136,9 @@ class Host:
         bytes (drivers that decoded a frame themselves should pass it).
 
         With ``prune.every_s`` configured, the first message at least that long after the
-        last prune runs :meth:`prune` at its ``now`` before it is answered. Pruning is
+        last prune runs :meth:`prune` at its ``now`` before it is answered (with
+        ``unsettled`` as the section says: ``true`` folds open batches' entries older than
+        settlement's ``retain_s`` too, for terminals that never settle). Pruning is
         then a function of the messages and their times alone, so a driver that replays
         stored messages with their times (the live host's replay log) prunes at the same
         points and ends in the same state.
@@ -144,7 +149,7 @@ class Host:
             if due is None:
                 self._next_prune = now + every
             elif now >= due:
-                self.prune(now)
+                self.prune(now, unsettled=self._prune_unsettled)
                 self._next_prune = now + every
         if dialect is None or dialect.mac_field is None:
             return self.acquirer.handle(msg, now)
