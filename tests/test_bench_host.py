@@ -32,3 +32,23 @@ def test_cli_json_output_has_both_servers():
     data = json.loads(out.output)
     assert data["echo"]["rate"] > 0 and data["host"]["rate"] > 0
     assert data["state"] is False and data["journal"] is True and data["goal_ratio"] == 0.5
+
+
+def test_bench_on_a_mac_dialect_and_ascii_framing_gets_signed_approvals(tmp_path):
+    from sim.live.bench_host import run
+
+    result = run(connections=2, duration=0.5, warmup=0.2, rounds=1, work_dir=tmp_path, state=False,
+                 dialect="iso8583-1987-ascii-mac", framing="ascii4+tpdu")
+    assert (result.dialect, result.framing) == ("iso8583-1987-ascii-mac", "ascii4+tpdu")
+    assert result.echo.completed > 0 and result.host.completed > 0
+    # a wrong or missing MAC would have been answered 63: every answer is an approval
+    assert result.host.errors == 0 and set(result.host.codes) == {"00"}
+    assert result.host_status["format_errors"] == 0
+
+
+def test_cli_names_a_bad_dialect_or_framing_before_starting_anything():
+    _register()
+    out = CliRunner().invoke(app, ["bench", "host", "--dialect", "iso8583-2003-binary"])
+    assert out.exit_code == 2 and "iso8583-1987-ascii-mac" in out.output
+    out = CliRunner().invoke(app, ["bench", "host", "--framing", "be4"])
+    assert out.exit_code == 2 and "allowed: be2, le2, ascii4" in out.output

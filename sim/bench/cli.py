@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Optional
 
 import typer
 from rich.console import Console
@@ -72,16 +73,24 @@ def host(
     state: bool = typer.Option(True, "--state/--no-state", help="Host commits its durable replay log."),
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
     check: bool = typer.Option(False, help="Exit 1 when the ratio misses the goal or an answer was not 00."),
+    dialect: Optional[str] = typer.Option(None, "--dialect", help="Built-in dialect name or a .json/.toml spec file."),
+    framing: str = typer.Option("be2", "--framing", help="be2, le2 or ascii4, optionally +tpdu."),
 ) -> None:
     """Authorizations/s and p50/p99 of possim host beside a bare echo server, driven by the same client."""
+    from ..iso8583.errors import WireError
     from ..live.bench_host import GOAL_RATIO, run
 
-    result = run(connections, duration, warmup, rounds, journal, state,
-                 progress=None if as_json else (lambda text: console.print(f"[dim]{text}[/dim]")))
+    try:
+        result = run(connections, duration, warmup, rounds, journal, state,
+                     progress=None if as_json else (lambda text: console.print(f"[dim]{text}[/dim]")),
+                     dialect=dialect, framing=framing)
+    except WireError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--dialect/--framing") from None
     if as_json:
         console.print_json(json.dumps(result.as_dict()))
     else:
-        table = Table(title=f"possim bench host: {connections} connections, {rounds} x {duration:g} s, {result.loop}, "
+        table = Table(title=f"possim bench host: {result.dialect}, {result.framing}, {connections} connections, "
+                            f"{rounds} x {duration:g} s, {result.loop}, "
                             f"journal {'on' if journal else 'off'}, state {'on' if state else 'off'}; best round")
         for column in ("server", "answers/s", "p50 ms", "p99 ms", "max ms", "srv CPU/ans", "cli CPU/ans", "err", "DE39"):
             table.add_column(column, justify="left" if column in ("server", "DE39") else "right")

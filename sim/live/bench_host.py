@@ -21,6 +21,11 @@ declines after a while). ARQCs are made once for a pool of sales before timing; 
 request then takes a pool entry with its own DE41 and DE11 (the ARQC does not cover
 them), so every request is a new transaction to the host, never a duplicate.
 
+``dialect`` and ``framing`` choose the wire (any built-in dialect or spec file, any
+framing label): the host serves it, the client speaks it (signing requests and
+checking answers with the TEST ONLY MAC key on a dialect that MACs), and the echo
+server frames the same way.
+
 Both servers and this client share the machine's cores: on a 2-core machine the
 client's work is part of both figures. Rounds alternate echo and host; the best
 round of each counts.
@@ -77,6 +82,8 @@ class BenchResult:
     echo: TargetResult
     host: TargetResult
     host_status: dict[str, Any] = field(default_factory=dict)
+    dialect: str = "iso8583-1987-ascii"
+    framing: str = "be2"
 
     @property
     def ratio(self) -> float:
@@ -127,7 +134,8 @@ def process_cpu(pid: int) -> float:
 
 
 async def _drive(port: int, pool: list[dict[str, str]], connections: int, warmup: float, duration: float,
-                 tag: str, server_pid: int | None = None) -> tuple[TargetResult, float]:
+                 tag: str, server_pid: int | None = None, dialect: Any = None,
+                 framing: Any = None) -> tuple[TargetResult, float]:
     from hdrh.histogram import HdrHistogram
 
     from .client import Client, ClientError
@@ -138,7 +146,10 @@ async def _drive(port: int, pool: list[dict[str, str]], connections: int, warmup
     completed = 0
     measuring = False
     stop = False
-    clients = [await Client.connect("127.0.0.1", port, timeout=30) for _ in range(connections)]
+    from ..iso8583.dialect import DEFAULT
+
+    clients = [await Client.connect("127.0.0.1", port, timeout=30, dialect=dialect or DEFAULT, framing=framing)
+               for _ in range(connections)]
 
     async def loop(n: int, client: Client) -> None:
         nonlocal completed, errors
@@ -199,28 +210,43 @@ def run(
     state: bool = True,
     work_dir: Path | None = None,
     progress: Any = None,
+    dialect: str | None = None,
+    framing: str = "be2",
 ) -> BenchResult:
-    """Start both servers as processes, drive each ``rounds`` times alternately, stop them by PID."""
+    """Start both servers as processes, drive each ``rounds`` times alternately, stop them by PID.
+
+    ``dialect`` (a built-in name or spec file; default the default dialect) and
+    ``framing`` (a label such as ``be2`` or ``ascii4+tpdu``) are checked here, before
+    any process starts: :class:`~sim.iso8583.errors.WireError` names what is allowed.
+    """
     from .admin import admin_call_sync
     from .loop import loop_name
     from .loop import run as run_loop
     from .process import start, start_command
     from .sales import write_load_cards
 
+    from ..iso8583.dialect import resolve_dialect
+    from ..iso8583.framing import parse_framing
+
+    wire_dialect = resolve_dialect(dialect)
+    wire_framing = parse_framing(framing)
     if work_dir is None:
         with tempfile.TemporaryDirectory(prefix="possim-bench-host-") as tmp:
-            return run(connections, duration, warmup, rounds, journal, state, Path(tmp), progress)
+            return run(connections, duration, warmup, rounds, journal, state, Path(tmp), progress, dialect, framing)
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    args = ["host", "--cards", str(write_load_cards(work / "cards.toml")), "--max-connections", str(connections + 16)]
+    args = ["host", "--cards", str(write_load_cards(work / "cards.toml")), "--max-connections", str(connections + 16),
+            "--framing", framing]
+    if dialect is not None:
+        args += ["--dialect", dialect]
     if journal:
         args += ["--journal", str(work / "journal.jsonl")]
     if state:
         args += ["--state", str(work / "state")]
     pool = request_pool()
     host = start(args, log_dir=work)
-    echo = start_command([sys.executable, "-m", "sim.live.bench_host", "--ready-file", str(work / "echo.ready.json")],
-                         work / "echo.ready.json")
+    echo = start_command([sys.executable, "-m", "sim.live.bench_host", "--ready-file", str(work / "echo.ready.json"),
+                          "--framing", framing], work / "echo.ready.json")
     best: dict[str, TargetResult] = {}
     try:
         for r in range(rounds):
@@ -228,7 +254,7 @@ def run(
                 if progress:
                     progress(f"round {r + 1}/{rounds}: {name}")
                 result, _cpu = run_loop(_drive(proc.port, pool, connections, warmup, duration, f"B{r:01d}{name[0].upper()}",
-                                                 proc.pid))
+                                                 proc.pid, wire_dialect, wire_framing))
                 result.name = name
                 if name not in best or result.rate > best[name].rate:
                     best[name] = result
@@ -236,11 +262,12 @@ def run(
     finally:
         host.stop()
         echo.stop()
-    return BenchResult(connections, duration, rounds, loop_name(), journal, state, best["echo"], best["host"], status)
+    return BenchResult(connections, duration, rounds, loop_name(), journal, state, best["echo"], best["host"], status,
+                       wire_dialect.name, wire_framing.describe())
 
 
 def _echo_main(argv: list[str]) -> None:
-    """``python -m sim.live.bench_host --ready-file F [--port N]``: the bare echo server as a process."""
+    """``python -m sim.live.bench_host --ready-file F [--port N] [--framing L]``: the bare echo server as a process."""
     import argparse
     import signal
 
@@ -251,10 +278,14 @@ def _echo_main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description="Bare asyncio echo server of framed messages (bench baseline).")
     parser.add_argument("--ready-file", required=True)
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--framing", default="be2")
     ns = parser.parse_args(argv)
+    from ..iso8583.framing import parse_framing
+
+    framing = parse_framing(ns.framing)
 
     async def main() -> None:
-        server = await echo_server(port=ns.port)
+        server = await echo_server(port=ns.port, framing=framing)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
