@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import subprocess
 import sys
 import time
@@ -336,16 +335,14 @@ def test_a_full_transaction_through_pcscd_with_possim_terminal() -> None:
     problem = support_problem()
     if problem is not None:
         pytest.skip(f"PC/SC integration needs a private pcscd: {problem}")
-    # The helper starts the card's bridge and the command together; the terminal powers the card once,
-    # so it starts only when pcscd sees the card in the reader (the bridge's start and pcscd's polling
-    # take longer than the terminal's own start on a busy machine).
-    wait_card = ("import sys; from sim.pcsc.transport import PcscTransport; t = PcscTransport('Virtual PCD 00 00'); "
-                 "present = t.wait_for_card(45); t.close(); sys.exit(0 if present else 3)")
-    terminal = shlex.join([sys.executable, "-m", "sim.cli", "terminal", "--reader", "Virtual PCD 00 00", "--card",
-                           "healthy", "--amount", "25.00", "--json", "--seed", "3"])
+    # The helper starts the card's bridge and the command together, and the terminal powers the card
+    # once: like a terminal showing PRESENT CARD, it waits (--wait-card) until pcscd sees the card
+    # (the bridge's start and pcscd's polling take longer than the terminal's own start on a busy machine).
+    terminal = [sys.executable, "-m", "sim.cli", "terminal", "--reader", "Virtual PCD 00 00", "--card",
+                "healthy", "--amount", "25.00", "--json", "--seed", "3", "--wait-card", "45"]
     argv = namespace_argv([
         sys.executable, "-m", "sim.pcsc.pcscd", "run-in-namespace", "--card", "healthy", "--max-seconds", "90",
-        "--", "sh", "-c", f"{shlex.join([sys.executable, '-c', wait_card])} && exec {terminal}",
+        "--", *terminal,
     ])
     process = subprocess.Popen(argv, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                stdin=subprocess.DEVNULL)

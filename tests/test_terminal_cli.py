@@ -119,3 +119,61 @@ def test_bad_arguments_name_what_is_allowed(runner: CliRunner, args: list[str], 
     result = runner.invoke(cli.app, ["terminal", *args])
     assert result.exit_code == 2
     assert needle in result.output
+
+
+class _SlowCardReader:
+    """A PC/SC transport stand-in: the reader is empty until ``arrives`` waits have passed,
+    then holds a virtual card that answers the kernel's APDUs."""
+
+    waits: list[float] = []
+    arrives = True
+
+    def __init__(self, reader: str) -> None:
+        from sim.core.cards import load_cards
+        from sim.emv.card import VirtualCard
+
+        self.card = VirtualCard.from_label("healthy", load_cards())
+        self.closed = False
+
+    def card_present(self) -> bool:
+        return False
+
+    def wait_for_card(self, timeout: float) -> bool:
+        type(self).waits.append(timeout)
+        return type(self).arrives
+
+    def close(self) -> None:
+        self.closed = True
+
+    def __getattr__(self, name: str):
+        return getattr(self.card, name)
+
+
+@pytest.fixture()
+def slow_reader(monkeypatch: pytest.MonkeyPatch) -> type[_SlowCardReader]:
+    from sim.pcsc import transport
+
+    monkeypatch.setattr(transport, "list_readers", lambda: ["Virtual PCD 00 00"])
+    monkeypatch.setattr(transport, "PcscTransport", _SlowCardReader)
+    _SlowCardReader.waits = []
+    _SlowCardReader.arrives = True
+    return _SlowCardReader
+
+
+def test_with_a_reader_the_terminal_waits_for_a_card_then_pays(runner: CliRunner, slow_reader) -> None:
+    result = runner.invoke(cli.app, ["terminal", "--reader", "Virtual PCD", "--card", "healthy", "--amount", "25.00",
+                                     "--wait-card", "12", "--json", "--seed", "7"])
+    assert result.exit_code == 0, result.output
+    assert slow_reader.waits == [12.0]
+    assert "present a card to Virtual PCD (waiting up to 12 s)" in result.output
+    assert json.loads(result.output[result.output.index("{"):])["arc"] == "00"
+
+
+@pytest.mark.parametrize("wait", ["3", "0"])
+def test_no_card_presented_in_time_is_a_clear_failure(runner: CliRunner, slow_reader, wait: str) -> None:
+    slow_reader.arrives = False
+    result = runner.invoke(cli.app, ["terminal", "--reader", "Virtual PCD", "--card", "healthy", "--amount", "1.00",
+                                     "--wait-card", wait])
+    assert result.exit_code == 1
+    assert f"no card was presented to Virtual PCD in {wait} s (--wait-card)" in result.output
+    assert slow_reader.waits == ([3.0] if wait == "3" else [])

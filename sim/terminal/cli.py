@@ -73,6 +73,20 @@ def _bad(param: str, message: str) -> typer.BadParameter:
     return typer.BadParameter(message, param_hint=param)
 
 
+def _fail(message: str) -> typer.Exit:
+    """One plain line on stderr, exit 1: the command was right, the world was not."""
+    typer.echo(message, err=True)
+    return typer.Exit(1)
+
+
+def _wait_for_card(transport: Any, reader: str, seconds: float) -> bool:
+    """Ask for a card, as a terminal's display does, and wait up to ``seconds`` for one."""
+    if seconds <= 0:
+        return False
+    typer.echo(f"present a card to {reader} (waiting up to {seconds:g} s)", err=True)
+    return bool(transport.wait_for_card(seconds))
+
+
 def terminal_command(
     card: Optional[str] = typer.Option(
         None, "--card", help="Card label from the test card set (see `possim cards`); with --reader, the card's currency and record."
@@ -84,6 +98,9 @@ def terminal_command(
     host_down: bool = typer.Option(False, "--host-down", help="The host is unreachable."),
     pin: Optional[str] = typer.Option(None, "--pin", help="PIN typed at the PIN pad; default the card's own PIN."),
     reader: Optional[str] = typer.Option(None, "--reader", help="PC/SC reader name: use the card in that reader."),
+    wait_card: float = typer.Option(
+        30.0, "--wait-card", min=0.0, help="With --reader: seconds to wait for a card to be presented (0: it must be there)."
+    ),
     kind: str = typer.Option("sale", "--type", help=f"Transaction type: {', '.join(TYPES)}."),
     method: str = typer.Option(
         "card", "--method", help=f"How the cardholder pays: {'; '.join(f'{k}: {v}' for k, v in PAYMENT_METHODS.items())}."
@@ -182,6 +199,14 @@ def terminal_command(
         except PcscError as exc:
             raise _bad("--reader", str(exc)) from None
         the_card: Any = PcscTransport(reader)
+        try:
+            present = the_card.card_present() or _wait_for_card(the_card, reader, wait_card)
+        except PcscError as exc:
+            the_card.close()
+            raise _fail(f"possim terminal: reader {reader}: {exc}") from None
+        if not present:
+            the_card.close()
+            raise _fail(f"possim terminal: no card was presented to {reader} in {wait_card:g} s (--wait-card)")
     else:
         the_card = VirtualCard.from_label(card, cards)
     txn = Transaction(
