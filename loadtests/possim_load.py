@@ -35,7 +35,9 @@ user before the run, then restamped; 0: a fresh ARQC per request) ·
 ``--arrival-rate`` requests/s (open model) · ``--max-in-flight`` per connection in
 the open model (256; more is a failure, not a queue) · ``--summary-out FILE`` (JSON:
 final statistics per kind, errors, and counts of kind / expected / answered DE39,
-written at the end by the master or the single process) ·
+written at the end by the master or the single process; with a single process also
+its CPU and wall seconds and requests from the end of spawning, or from
+``--measure-after`` seconds later) ·
 shape options (see ``shapes.py``).
 """
 
@@ -50,7 +52,7 @@ import logging
 import socket
 import time
 import zlib
-from collections import Counter, deque
+from collections import Counter
 from datetime import datetime, timezone
 from typing import Any
 
@@ -108,6 +110,7 @@ def _options(parser: Any) -> None:
     group.add_argument("--arrival-rate", type=float, default=100.0, help="open model: requests/s in total")
     group.add_argument("--max-in-flight", type=int, default=256, help="open model: requests in flight per connection")
     group.add_argument("--summary-out", default="", help="write the final figures and DE39 counts (JSON) here")
+    group.add_argument("--measure-after", type=float, default=0.0, help="process CPU figures start this many seconds after spawning (warm-up)")
     group.add_argument("--shape-users", type=int, default=20, help="peak users of the load shape")
     group.add_argument("--shape-duration", type=float, default=60.0, help="seconds the load shape lasts")
 
@@ -125,14 +128,19 @@ def _target(host: str | None) -> tuple[str, int]:
 
 _USER_SEQ = [0]
 
+_clock = time.perf_counter
+"""Response times and deadlines (monotonic)."""
+
 
 class _Waiter:
     """A request whose sender waits for it (:meth:`Iso8583User.exchange`): the answer or the failure."""
 
-    __slots__ = ("result",)
+    __slots__ = ("result", "start")
 
     def __init__(self) -> None:
         self.result = AsyncResult()
+        self.start = _clock()
+        """When it was queued (its timeout counts from here)."""
 
     def answer(self, fields: dict[str, str], length: int) -> None:
         self.result.set((fields, length))
@@ -167,7 +175,6 @@ class _Connection:
         self.queued = Event()
         self.writing = False
         self.timeout = timeout
-        self.deadlines: deque[tuple[float, tuple[str, str, str], Any]] = deque()
         self.reader = gevent.spawn(self._read)
         self.writer = gevent.spawn(self._write)
         self.sweeper = gevent.spawn(self._sweep)
@@ -242,19 +249,19 @@ class _Connection:
     def _sweep(self) -> None:
         """Fail the requests whose answer is overdue (NoAnswer), a few times per timeout.
 
-        One timer per connection instead of one per request: the timeout is the same
-        for every request, so the deadlines are in send order and only the oldest
-        ones need looking at. An answer is failed at most a tenth of a second (or a
-        quarter of the timeout) after its deadline.
+        One timer per connection instead of one per request, looking at what is in
+        flight (a few requests per connection: each knows when it left), so nothing
+        is kept per request once it is answered. An answer is failed at most a tenth
+        of a second (or a quarter of the timeout) after its deadline.
         """
-        deadlines, pending = self.deadlines, self.pending
-        period = min(0.1, self.timeout / 4)
-        error = f"no answer within {self.timeout:g} s"
+        pending, timeout = self.pending, self.timeout
+        period = min(0.1, timeout / 4)
+        error = f"no answer within {timeout:g} s"
         while True:
             gevent.sleep(period)
-            now = time.monotonic()
-            while deadlines and deadlines[0][0] <= now:
-                _, key, entry = deadlines.popleft()
+            oldest = _clock() - timeout
+            overdue = [(key, entry) for key, entry in pending.items() if entry.start <= oldest]
+            for key, entry in overdue:
                 if pending.get(key) is entry:
                     del pending[key]
                     entry.fail(NoAnswer(error))
@@ -262,7 +269,8 @@ class _Connection:
                 self.flush()  # lanes whose request failed have queued their next one
 
     def queue(self, key: tuple[str, str, str], frame: bytes, entry: Any) -> None:
-        """Queue ``frame``; ``entry.answer(fields, length)`` or ``entry.fail(exc)`` follows.
+        """Queue ``frame``; ``entry.answer(fields, length)`` or ``entry.fail(exc)`` follows,
+        the latter at the latest ``timeout`` seconds after ``entry.start``.
 
         The caller then sends it (:meth:`flush`), or wakes the writer (``queued.set()``)
         to send it with the other frames of this event-loop turn.
@@ -270,7 +278,6 @@ class _Connection:
         if self.closed:
             raise LinkDown("connection closed")
         self.pending[key] = entry
-        self.deadlines.append((time.monotonic() + self.timeout, key, entry))
         self.outbox.append(frame)
 
     def send(self, key: tuple[str, str, str], frame: bytes) -> AsyncResult:
@@ -421,44 +428,54 @@ class _Lane:
     The answer (or failure) of the lane's request arrives as a call from the reader
     (or the sweeper): the lane fires the request event and queues its next request
     right there, so a closed-model exchange costs no greenlet switch of its own.
+    This is the kit's hot path: what does not change per request is bound once.
     """
 
-    __slots__ = ("user", "conn", "request", "start")
+    __slots__ = ("user", "conn", "request", "start", "fire", "traffic", "wire", "pending", "outbox", "echo")
 
     def __init__(self, user: "_LaneUser", conn: _Connection) -> None:
         self.user, self.conn = user, conn
+        self.fire, self.traffic, self.wire, self.echo = user._fire, user.traffic, user.wire, user.echo
+        self.pending, self.outbox = conn.pending, conn.outbox
         self.request: Request | None = None
         self.start = 0.0
 
-    def launch(self, wake: bool = False) -> None:
-        """Queue the lane's next request (after ``wait_time``), unless the user stops or the
-        connection is gone; ``wake``: wake the writer (the caller is not the reader or sweeper)."""
+    def launch(self, wake: bool = False, waited: bool = False) -> None:
+        """Queue the lane's next request (after ``wait_time``, unless ``waited``), unless the user
+        stops or the connection is gone; ``wake``: wake the writer (the caller is not the reader
+        or the sweeper, which send what their turn queued)."""
         user = self.user
         if user._state == LOCUST_STATE_STOPPING or self.conn.closed:
             user.lane_idle()
             return
-        wait = user.wait_time()
-        if wait:
-            user.lanes.add(gevent.spawn_later(wait, self.launch_now, True))
-            return
-        self.launch_now(wake)
-
-    def launch_now(self, wake: bool = False) -> None:
-        user, conn = self.user, self.conn
-        if user._state == LOCUST_STATE_STOPPING or conn.closed:
-            user.lane_idle()
-            return
-        request = user.traffic.next(user.now())
-        self.request, self.start = request, time.perf_counter()
-        conn.queue(request.key, user.wire.frame(request), self)
+        if not (waited or user.no_wait):
+            wait = user.wait_time()
+            if wait:
+                user.lanes.add(gevent.spawn_later(wait, self.launch, True, True))
+                return
+        request = self.traffic.next(user.now())
+        self.request = request
+        key = request.key
+        self.start = _clock()
+        self.pending[key] = self
+        self.outbox.append(self.wire.frame(request))
         if wake:
-            conn.queued.set()
+            self.conn.queued.set()
 
     def answer(self, fields: dict[str, str], length: int) -> None:
         request = self.request
         assert request is not None
-        code, exc = self.user.verdict(request, fields)
-        self.user.report(request, self.start, length, code, exc)
+        if self.echo:  # an echo answers nothing: count the request as owed
+            code = request.expected
+            exc = None if fields.get("t") == request.mti else self.user.verdict(request, fields)[1]
+        else:
+            code = fields.get("39")
+            exc = None if code == request.expected else self.user.verdict(request, fields)[1]
+        self.fire(
+            request_type=request.mti, name=request.kind, response_time=(_clock() - self.start) * 1000.0,
+            response_length=length, exception=exc, context={"expected": request.expected, "code": code, "card": request.card},
+        )
+        _TALLY[(request.kind, request.expected, code if code is not None else "-")] += 1
         self.launch()
 
     def fail(self, exc: Exception) -> None:
@@ -484,11 +501,7 @@ class _LaneUser(Iso8583User):
         self.in_flight = max(1, int(getattr(self.options, "in_flight", 4)))
         self.idle = Event()
         self.active = 0
-
-    @property
-    def stopping(self) -> bool:
-        """Locust asked the user to stop (gracefully): no new requests."""
-        return self._state == LOCUST_STATE_STOPPING
+        self.no_wait = type(self).wait_time is Iso8583User.wait_time  # constant(0): no call per request
 
     def lane_idle(self) -> None:
         self.active -= 1
@@ -507,7 +520,7 @@ class _LaneUser(Iso8583User):
         self.idle.clear()
         self.active = self.in_flight
         for _ in range(self.in_flight):
-            _Lane(self, conn).launch_now()
+            _Lane(self, conn).launch(waited=True)  # the first requests leave now
         conn.flush()
         self.idle.wait()
 
@@ -606,20 +619,36 @@ _CPU: dict[str, float] = {}
 
 @events.spawning_complete.add_listener
 def _measure_from_here(**_: Any) -> None:
-    """CPU and wall time of this process from the end of spawning (what --reset-stats counts).
+    """CPU and wall time of this process, and the requests it made, from the end of
+    spawning (what --reset-stats counts) or ``--measure-after`` seconds later.
 
     The first time, also take the heap built so far (Locust, the pools) out of the
-    garbage collector's sight (:func:`sim.gc_tuning.settle_heap`)."""
+    garbage collector's sight (:func:`sim.gc_tuning.settle_heap`). The warm-up lets a
+    benchmark measure the steady state, as its bare loops do: the answer layouts
+    learnt, Locust's first-second work done."""
     if "settled" not in _CPU:
         settle_heap()
         _CPU["settled"] = 1.0
-    _CPU.update(cpu=time.process_time(), wall=time.perf_counter())
+    options = _ENV[0].parsed_options if _ENV else None
+    gevent.spawn_later(max(0.0, float(getattr(options, "measure_after", 0.0) or 0.0)), _mark)
+
+
+def _mark() -> None:
+    """Start of the measured window (after the statistics were reset, if they are)."""
+    if "cpu_seconds" not in _CPU:
+        _CPU.update(cpu=time.process_time(), wall=time.perf_counter(), requests=float(_requests()))
+
+
+def _requests() -> int:
+    runner = _ENV[0].runner if _ENV else None
+    return int(runner.stats.total.num_requests) if runner is not None else 0
 
 
 @events.test_stop.add_listener
 def _measure_to_here(**_: Any) -> None:
     if "cpu" in _CPU and "cpu_seconds" not in _CPU:
-        _CPU.update(cpu_seconds=time.process_time() - _CPU["cpu"], wall_seconds=time.perf_counter() - _CPU["wall"])
+        _CPU.update(cpu_seconds=time.process_time() - _CPU["cpu"], wall_seconds=time.perf_counter() - _CPU["wall"],
+                    requests=float(_requests() - _CPU["requests"]))
 
 
 @events.init.add_listener
@@ -650,5 +679,5 @@ def _write_summary(exit_code: int, **_: Any) -> None:
     rows.append(_row(stats.total, "", "Aggregated"))
     errors = [{"type": e.method, "name": e.name, "error": str(e.error), "occurrences": e.occurrences} for e in stats.errors.values()]
     with open(path, "w", encoding="utf-8") as out:
-        process = {k: _CPU[k] for k in ("cpu_seconds", "wall_seconds") if k in _CPU}
+        process = {k: _CPU[k] for k in ("cpu_seconds", "wall_seconds", "requests") if k in _CPU and "cpu_seconds" in _CPU}
         json.dump({"stats": rows, "codes": dict(sorted(_fold().items())), "errors": errors, "process": process}, out, indent=1)

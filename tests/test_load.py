@@ -188,3 +188,38 @@ def test_wrong_answers_are_failures_naming_the_codes(tmp_path: Path, monkeypatch
     assert out.exit_code == 1, out.output
     assert "DE39 65 (exceeds withdrawal frequency limit), expected 00 (approved) for card" in out.output
     assert "load card set" in out.output
+
+
+def test_paced_lanes_and_a_graceful_stop(host, tmp_path: Path) -> None:
+    """Lanes honour a user's wait_time between requests, and a graceful stop (--stop-timeout)
+    ends the users once their requests in flight are answered, not at the stop timeout."""
+    import subprocess
+    import sys
+    import time
+
+    from sim.load.run import loadtests_dir, read_summary
+
+    locustfile = tmp_path / "paced.py"
+    locustfile.write_text(
+        f"import sys\nsys.path.insert(0, {str(loadtests_dir())!r})\n"
+        "from locust import constant\nfrom possim_load import RetailUser\n\n\n"
+        "class PacedUser(RetailUser):\n    wait_time = constant(0.1)\n"
+    )
+    plan = _plan(host, tmp_path, users=2, in_flight=2, duration=3.0)
+    argv = plan.argv()
+    argv[argv.index("-f") + 1] = str(locustfile)
+    argv[argv.index("--stop-timeout") + 1] = "8"
+    argv += ["--measure-after", "1", "PacedUser"]
+    started = time.monotonic()
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=str(loadtests_dir().parent))
+    elapsed = time.monotonic() - started
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    stats, codes, errors, process = read_summary(plan.summary_path)
+    total = next(row for row in stats if row.name == "Aggregated")
+    assert total.failures == 0 and errors == []
+    assert sum(codes.values()) == total.requests
+    # 2 users x 2 lanes, one request per lane every 0.1 s (plus the answer time), for about 3 s.
+    assert 40 <= total.requests <= 130, total
+    assert elapsed < 3.0 + 6.0  # spawning and start-up, but not the 8 s stop timeout
+    # The process figures count from one second after spawning: fewer requests than in total.
+    assert 0 < process["requests"] < total.requests and process["cpu_seconds"] > 0

@@ -251,3 +251,19 @@ def test_answer_decoder_fails_as_the_dialect_does() -> None:
     with pytest.raises(DecodeError, match="Extra data"):
         decoder.decode(raw + b"0")
     assert decoder.decode(bytearray(raw)) == DEFAULT.decode(raw)
+
+
+def test_bench_ratios_by_rate_and_by_cpu() -> None:
+    from sim.bench.load import LoadBench, Measure
+
+    bench = LoadBench(8, 4, 4.0)
+    bench.measures = {
+        "bare": Measure("bare", 60_000, 4.0, 1.0),  # 15,000/s, 16.7 us each
+        "bare+codec": Measure("bare+codec", 30_000, 4.0, 0.9),  # 30 us each
+        "locust echo": Measure("locust echo", 20_000, 2.0, 0.72),  # 10,000/s (a window of its own), 36 us each
+    }
+    out = bench.as_dict()
+    assert out["ratios"]["locust echo / bare"] == pytest.approx(10_000 / 15_000)
+    assert out["ratios_by_cpu"]["locust echo / bare"] == pytest.approx((1.0 / 60_000) / (0.72 / 20_000))
+    assert out["ratios_by_cpu"]["locust echo / bare+codec"] == pytest.approx(30 / 36)
+    assert out["cpu_us_split"]["Locust (locust echo - bare+codec)"] == pytest.approx(6.0)

@@ -11,14 +11,18 @@ name                client                           target
                     (:mod:`sim.bench.load_bare`):    ``possim bench host``
                     pre-encoded frames, answers
                     taken by length only
-``bare+codec``      the same loop doing the load     the echo server
+``bare+codec``      a gevent loop doing the load     the echo server
                     kit's ISO 8583 work: the next
                     request of the traffic stream,
                     its bytes spliced by
                     :mod:`sim.load.wire`, the
-                    answer decoded by pyiso8583
-                    and matched by key; writes
-                    coalesced as the kit does
+                    answer decoded as pyiso8583
+                    does (:mod:`sim.load.answers`)
+                    and matched by key and MTI;
+                    connections run as the kit's
+                    (the reader queues each lane's
+                    next request, one write per
+                    ``recv``)
 ``locust echo``     one Locust process (no           the echo server (``--echo-server``)
                     workers), ``RetailUser``
 ``locust host``     the same                         ``possim host`` with the load card set
@@ -26,16 +30,20 @@ name                client                           target
 
 The goal (:data:`GOAL_RATIO`): one Locust process reaches at least 80% of the bare
 loop's rate on the echo server. ``bare+codec`` does everything the Locust users do
-per request except Locust itself (events, statistics, users), so the gap between it
-and ``locust echo`` is Locust's own cost, and the gap between ``bare`` and
-``bare+codec`` the ISO 8583 work (mostly pyiso8583 decoding each answer): the JSON
-output splits the client CPU per request that way (``cpu_us_split``). Every client also reports its CPU seconds in the measured window, so the CPU
+per request except Locust itself (events, statistics, users) and the kit's answer
+timeouts, so the gap between it and ``locust echo`` is Locust's own cost (mostly
+firing the request event into Locust's statistics), and the gap between ``bare``
+and ``bare+codec`` the ISO 8583 work (the traffic stream, splicing, decoding) and
+the connection's bookkeeping: the JSON output splits the client CPU per request
+that way (``cpu_us_split``). Every client also reports its CPU seconds in the measured window, so the CPU
 cost per request is comparable even when other work shares the machine (rates are
 not: on a 2-core machine the echo server, the client and anything else running
-share the cores).
+share the cores); the JSON gives the ratios both ways (``ratios``: rates,
+``ratios_by_cpu``: CPU per request).
 
-Locust's rate counts from the end of spawning (``--reset-stats``) to the end;
-the bare loops count after a one-second warm-up.
+Every client is measured in its steady state, after a one-second warm-up
+(:data:`WARMUP`): the bare loops' ``--warmup``, Locust's ``--measure-after`` (counted
+from the end of spawning, its requests from its own statistics).
 """
 
 from __future__ import annotations
@@ -49,6 +57,10 @@ from pathlib import Path
 from typing import Any
 
 GOAL_RATIO = 0.8
+
+WARMUP = 1.0
+"""Seconds every client runs before its measured window (the bare loops' ``--warmup``,
+Locust's ``--measure-after``): steady state, answer layouts learnt."""
 
 
 @dataclass
@@ -88,6 +100,12 @@ class LoadBench:
         base = self.measures[baseline].rate
         return self.measures[name].rate / base if base else 0.0
 
+    def cpu_ratio(self, name: str, baseline: str = "bare") -> float:
+        """``baseline``'s CPU per request over ``name``'s: the rate ratio of the two clients
+        each with a core of its own (what the rates show only on an idle machine)."""
+        cost = self.measures[name].cpu_us
+        return self.measures[baseline].cpu_us / cost if cost else 0.0
+
     @property
     def ok(self) -> bool:
         """One Locust process reaches the goal share of the bare loop on the echo server."""
@@ -100,6 +118,11 @@ class LoadBench:
             "locust echo / bare": self.ratio("locust echo"),
             "locust echo / bare+codec": self.ratio("locust echo", "bare+codec"),
             "bare+codec / bare": self.ratio("bare+codec"),
+        }
+        out["ratios_by_cpu"] = {
+            "locust echo / bare": self.cpu_ratio("locust echo"),
+            "locust echo / bare+codec": self.cpu_ratio("locust echo", "bare+codec"),
+            "bare+codec / bare": self.cpu_ratio("bare+codec"),
         }
         cpu = {k: m.cpu_us for k, m in self.measures.items()}
         if {"bare", "bare+codec", "locust echo"} <= set(cpu):
@@ -115,7 +138,7 @@ class LoadBench:
 
 def _bare(port: int, connections: int, in_flight: int, duration: float, codec: bool) -> Measure:
     argv = [sys.executable, "-W", "ignore", "-m", "sim.bench.load_bare", "--port", str(port), "--connections", str(connections),
-            "--in-flight", str(in_flight), "--duration", f"{duration:g}"] + (["--codec"] if codec else [])
+            "--in-flight", str(in_flight), "--duration", f"{duration:g}", "--warmup", f"{WARMUP:g}"] + (["--codec"] if codec else [])
     done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60)
     if done.returncode != 0:
         raise RuntimeError(f"bare loop failed (exit {done.returncode}): {done.stderr[-2000:]}")
@@ -128,13 +151,15 @@ def _locust(name: str, port: int, connections: int, in_flight: int, duration: fl
 
     plan = LoadPlan(
         shape="mix", target=("127.0.0.1", port), out=out / name.replace(" ", "_"), users=connections, in_flight=in_flight,
-        duration=duration + 1.0, spawn_rate=10_000, echo_server=echo, html=False, extra=["--reset-stats", "RetailUser"],
+        duration=duration + WARMUP + 1.0, spawn_rate=10_000, echo_server=echo, html=False, measure_after=WARMUP,
+        extra=["--reset-stats", "RetailUser"],
     )
     result = run(plan)
     total = result.total
-    if total is None or "wall_seconds" not in result.process:
+    if total is None or "wall_seconds" not in result.process or "requests" not in result.process:
         raise RuntimeError(f"locust run against {name} gave no figures (exit {result.returncode}): {result.output[-2000:]}")
-    return Measure(name, total.requests, result.process["wall_seconds"], result.process["cpu_seconds"], total.failures,
+    process = result.process
+    return Measure(name, int(process["requests"]), process["wall_seconds"], process["cpu_seconds"], total.failures,
                    total.median_ms, total.p99_ms)
 
 

@@ -87,6 +87,7 @@ class LoadPlan:
     framing: str = "be2"
     dialect: str | None = None
     echo_server: bool = False
+    measure_after: float = 0.0
     html: bool = True
     extra: list[str] = field(default_factory=list)
 
@@ -135,6 +136,8 @@ class LoadPlan:
             argv += ["--dialect", str(spec.absolute()) if spec.suffix in (".json", ".toml") else self.dialect]
         if self.echo_server:
             argv.append("--echo-server")
+        if self.measure_after:
+            argv += ["--measure-after", f"{self.measure_after:g}"]
         if self.processes:
             port = str(free_port())
             argv += ["--processes", str(self.processes), "--master-bind-host", "127.0.0.1",
@@ -207,8 +210,9 @@ def read_stats(path: Path) -> list[StatRow]:
 
 def read_summary(path: Path) -> tuple[list[StatRow], dict[tuple[str, str, str], int], list[dict], dict[str, float]]:
     """The final statistics, the DE39 counts ((kind, expected, answered) -> n; ``-``: no
-    answer), the errors, and the Locust process's CPU and wall seconds from the end of
-    spawning to the stop, as a run wrote them to ``--summary-out`` (empty when missing)."""
+    answer), the errors, and the Locust process's CPU and wall seconds and requests from
+    the end of spawning (or ``measure_after`` seconds later) to the stop, as a run wrote
+    them to ``--summary-out`` (empty when missing)."""
     if not path.exists():
         return [], {}, [], {}
     raw = json.loads(path.read_text(encoding="utf-8"))
