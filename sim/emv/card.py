@@ -467,15 +467,16 @@ class VirtualCard:
         if cmd.data:
             return b"", SW.WRONG_LENGTH, None
         counters = self._counters
-        values = {
-            0x9F36: counters.atc.to_bytes(2, "big"),
-            0x9F13: counters.last_online_atc.to_bytes(2, "big"),
-            0x9F17: bytes((counters.pin_tries_left,)),
-        }
-        value = values.get(cmd.p1p2)
-        if value is None:
+        tag = cmd.p1p2
+        if tag == 0x9F36:
+            value = counters.atc.to_bytes(2, "big")
+        elif tag == 0x9F13:
+            value = counters.last_online_atc.to_bytes(2, "big")
+        elif tag == 0x9F17:
+            value = bytes((counters.pin_tries_left,))
+        else:
             return b"", SW.DATA_NOT_FOUND, None
-        return tlv.encode({f"{cmd.p1p2:04X}": value}), SW.OK, None
+        return tlv.encode_primitive(f"{tag:04X}", value), SW.OK, None
 
     def _verify(self, cmd: Command) -> _Result:
         if cmd.p1 != 0x00:

@@ -54,6 +54,13 @@ def copy_objects(objects: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+@lru_cache(maxsize=4096)
+def encode_primitive(tag: str, value: bytes) -> bytes:
+    """:func:`encode` of one primitive object, remembered: a card answers GET DATA for the
+    same few counters, whose values (small ATCs) recur across cards and transactions."""
+    return encode({tag: value})
+
+
 def encode(objects: Mapping[str, Any]) -> bytes:
     """Encode ``{tag: bytes | hex str | dict}`` as BER-TLV; raises :class:`TlvError`."""
     try:

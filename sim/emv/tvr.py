@@ -29,6 +29,7 @@ True
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import ClassVar, Iterable, Self
 
 __all__ = ["Bit", "BitRegister", "TSI_BITS", "TVR_BITS", "Tsi", "Tvr", "TvrError"]
@@ -182,7 +183,7 @@ class BitRegister:
 
     def set_bits(self) -> list[Bit]:
         """The set bits in register order (unnamed RFU bits left out)."""
-        return [bit for bit in self.BITS if self._value[bit.byte - 1] & bit.mask]
+        return list(_set_bits(type(self), bytes(self._value)))
 
     def names(self) -> list[str]:
         """Names of the set bits in register order."""
@@ -212,6 +213,13 @@ class BitRegister:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.hex()} {self.addresses()})"
+
+
+@lru_cache(maxsize=1024)
+def _set_bits(register: type[BitRegister], value: bytes) -> tuple[Bit, ...]:
+    """The bits of ``register`` set in ``value``, remembered: a few TVR and TSI values (most
+    often none or one bit set) are asked for in every transaction's action analysis and result."""
+    return tuple(bit for bit in register.BITS if value[bit.byte - 1] & bit.mask)
 
 
 class Tvr(BitRegister):
