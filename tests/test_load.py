@@ -223,3 +223,53 @@ def test_paced_lanes_and_a_graceful_stop(host, tmp_path: Path) -> None:
     assert elapsed < 3.0 + 6.0  # spawning and start-up, but not the 8 s stop timeout
     # The process figures count from one second after spawning: fewer requests than in total.
     assert 0 < process["requests"] < total.requests and process["cpu_seconds"] > 0
+
+
+def test_a_connection_the_host_drops_fails_what_was_in_flight_and_the_users_reconnect(tmp_path: Path) -> None:
+    """An echo server that hangs up after a few answers on every connection: each drop fails
+    the requests in flight (LinkDown), and the users carry on over new connections."""
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted: list[int] = []
+
+    def serve(conn: socket.socket) -> None:
+        with conn:
+            buf, answered = b"", 0
+            while answered < 30:
+                try:
+                    chunk = conn.recv(65536)
+                except OSError:
+                    return
+                if not chunk:
+                    return
+                buf += chunk
+                while len(buf) >= 2 and len(buf) >= 2 + int.from_bytes(buf[:2], "big"):
+                    n = 2 + int.from_bytes(buf[:2], "big")
+                    if answered < 30:
+                        conn.sendall(buf[:n])  # echo it, then hang up with the rest unanswered
+                        answered += 1
+                    buf = buf[n:]
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            accepted.append(1)
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        plan = LoadPlan(shape="mix", target=server.getsockname(), out=tmp_path, users=2, duration=3.0, in_flight=3,
+                        echo_server=True, html=False, extra=["RetailUser"])
+        result = run(plan)
+    finally:
+        server.close()
+    assert result.returncode == 0, result.output[-2000:]
+    total = result.total
+    assert total is not None and len(accepted) >= 4  # reconnected, again and again
+    assert total.requests - total.failures >= 30 * len(accepted) - 60  # every connection answered its 30
+    assert 0 < total.failures
+    failures = Path(f"{plan.csv_prefix}_failures.csv").read_text()
+    assert "LinkDown" in failures and "UnexpectedCode" not in failures
+    assert sum(result.codes.values()) == total.requests
