@@ -61,6 +61,24 @@ def encode_primitive(tag: str, value: bytes) -> bytes:
     return encode({tag: value})
 
 
+def encode_each(objects: Mapping[str, Any]) -> bytes:
+    """:func:`encode`, one primitive object at a time through :func:`encode_primitive`.
+
+    BER-TLV data is its objects one after the other, so joining the objects encoded
+    one by one gives the bytes :func:`encode` gives for them all. DE55 repeats most of
+    its objects (terminal, card and application data) from one transaction to the next;
+    only the few that change (cryptogram, unpredictable number, amount...) are encoded
+    afresh. Anything but plain ``bytes`` values (a template, hex text) goes through
+    :func:`encode` whole.
+    """
+    parts = []
+    for tag, value in objects.items():
+        if type(value) is not bytes:
+            return encode(objects)
+        parts.append(encode_primitive(tag, value))
+    return b"".join(parts)
+
+
 def encode(objects: Mapping[str, Any]) -> bytes:
     """Encode ``{tag: bytes | hex str | dict}`` as BER-TLV; raises :class:`TlvError`."""
     try:

@@ -4,7 +4,9 @@ Built with the catalogue constructors of :mod:`sim.iso8583.message` (no field is
 formatted here that they can format). What goes where:
 
 * DE55 of a chip request: :data:`ONLINE_TAGS`, with the CDOL1 values exactly as the
-  card received them (the ARQC covers them; the issuer recomputes it from DE55);
+  card received them (the ARQC covers them; the issuer recomputes it from DE55),
+  handed to the constructors as TLV bytes (:func:`sim.emv.tlv.encode_each`: the
+  objects that recur from one transaction to the next are encoded once);
 * DE2 PAN (from 5A or track 2), DE14 expiry (YYMM), DE23 PAN sequence number,
   DE35 track 2 (from tag 57 or the stripe; never kept in an advice or reversal),
   DE52 online PIN block (never kept either);
@@ -22,6 +24,7 @@ from datetime import datetime
 from typing import Mapping
 
 from ...iso8583.message import Message, OriginalData, advice, reversal, transaction_request
+from .. import tlv
 
 __all__ = ["ADVICE_TAGS", "CardFields", "ONLINE_TAGS", "build_advice", "build_completion", "build_request",
            "build_reversal", "icc_data", "next_stan"]
@@ -94,7 +97,7 @@ def build_request(
     return transaction_request(
         mti,
         track2=card.track2,
-        icc=dict(icc) if icc else None,
+        icc=tlv.encode_each(icc) if icc else None,
         pin_block=pin_block,
         **_common(card, amount=amount, currency=currency, stan=stan, when=when, terminal_id=terminal_id,
                   merchant_id=merchant_id, entry_mode=entry_mode, processing_code=processing_code),
@@ -122,7 +125,7 @@ def build_advice(
     return advice(
         response_code=response_code,
         auth_code=auth_code,
-        icc=dict(icc) if icc else None,
+        icc=tlv.encode_each(icc) if icc else None,
         extra=extra,
         **_common(card, amount=amount, currency=currency, stan=stan, when=when, terminal_id=terminal_id,
                   merchant_id=merchant_id, entry_mode=entry_mode, processing_code=processing_code),

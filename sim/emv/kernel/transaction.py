@@ -465,8 +465,11 @@ class Transaction:
 
     def _apdu(self, apdu: bytes, purpose: str) -> Generator[Event, Any, Response]:
         """Exchange one command, following T=0 procedure bytes (61xx GET RESPONSE, 6Cxx resend)."""
-        answer = yield _need_apdu(apdu, purpose)
-        response = _rapdu(answer)
+        # A recurring command (no transaction data, no PIN) is asked for with the same event
+        # object each time, and the same answer bytes give the same Response object: both frozen.
+        recurring = len(apdu) >= 4 and apdu[1] in RECURRING_INS
+        answer = yield _recurring_need_apdu(bytes(apdu), purpose) if recurring else NeedApdu(apdu, purpose)
+        response = _rapdu(answer, remember=recurring)
         if response.sw >> 8 not in (0x61, 0x6C):
             return response  # the whole answer at once, as a card answers a command with Le = 00
         data = b""
@@ -976,23 +979,23 @@ def _prompt(accept: list[str]) -> str:
     return f"{text} card" if accept != ["manual"] else "key card number"
 
 
-def _need_apdu(apdu: bytes, purpose: str) -> NeedApdu:
-    """The event asking for ``apdu``; the same object each time for a recurring command (events are frozen)."""
-    if len(apdu) >= 4 and apdu[1] in RECURRING_INS:
-        return _recurring_need_apdu(bytes(apdu), purpose)
-    return NeedApdu(apdu, purpose)
-
-
 @lru_cache(maxsize=1024)
 def _recurring_need_apdu(apdu: bytes, purpose: str) -> NeedApdu:
     return NeedApdu(apdu, purpose)
 
 
-def _rapdu(answer: object) -> Response:
+@lru_cache(maxsize=1024)
+def _remembered_split(rapdu: bytes) -> Response:
+    return commands.split(rapdu)
+
+
+def _rapdu(answer: object, *, remember: bool = False) -> Response:
     if isinstance(answer, CardError):
         raise _CardGone("card removed" if isinstance(answer, CardRemovedError) else "card mute",
                         removed=isinstance(answer, CardRemovedError))
     try:
+        if remember and type(answer) is bytes:
+            return _remembered_split(answer)
         return commands.split(answer)  # type: ignore[arg-type]
     except ValueError:
         raise _CardGone("card answered garbage", removed=False) from None
