@@ -447,7 +447,7 @@ class VirtualCard:
         if not cmd.data:
             return b"", SW.WRONG_LENGTH, None
         try:
-            decoded = tlv.decode(cmd.data)
+            decoded = tlv.decode_view(cmd.data)
         except tlv.TlvError:
             return b"", SW.WRONG_DATA, None
         value = decoded.get("83")

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import calendar
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from types import MappingProxyType
 from typing import Mapping
@@ -80,11 +80,11 @@ class Dol:
     """A data object list as the card knows it: (tag, length) pairs; the card never parses DOL bytes."""
 
     entries: tuple[tuple[str, int], ...]
+    size: int = field(init=False, repr=False, compare=False)
+    """Length of the data a terminal sends for this DOL (checked against every command's data)."""
 
-    @property
-    def size(self) -> int:
-        """Length of the data a terminal sends for this DOL."""
-        return sum(length for _, length in self.entries)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "size", sum(length for _, length in self.entries))
 
     def encode(self) -> bytes:
         """The DOL as the card stores it (tag bytes, length byte, ...)."""

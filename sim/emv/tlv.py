@@ -33,6 +33,17 @@ def decode(data: bytes, *, flatten: bool = False) -> dict[str, Any]:
     return copy_objects(_decoded(bytes(data), flatten))
 
 
+def decode_view(data: bytes) -> Mapping[str, Any]:
+    """:func:`decode` for a caller that only reads: the remembered decoding itself, not a copy.
+
+    The kernel reads most answers once (a GENERATE AC answer, a GET DATA counter, a
+    record whose values it copies out); copying the decoded dict first would cost it
+    more than the lookup. Never change what it returns; use :func:`decode` to get an
+    object of one's own.
+    """
+    return _decoded(bytes(data), False)
+
+
 @lru_cache(maxsize=1024)
 def _decoded(data: bytes, flatten: bool) -> dict[str, Any]:
     """pyemv's decoding, remembered: a card answers the same SELECT, GET PROCESSING OPTIONS

@@ -179,7 +179,7 @@ def parse_generate_ac(data: bytes) -> GenerateAcAnswer | None:
     or a CID naming the RFU cryptogram type.
     """
     try:
-        decoded = tlv.decode(data)
+        decoded = tlv.decode_view(data)
     except tlv.TlvError:
         return None
     if isinstance(decoded.get("80"), bytes):

@@ -127,7 +127,10 @@ class PanLog:
 
     def latest(self, pan: str, currency: str) -> int:
         """Amount of the most recent approved transaction with this PAN and currency (0: none)."""
-        key = pan_digest(pan)
+        return self.latest_digest(pan_digest(pan), currency)
+
+    def latest_digest(self, key: str, currency: str) -> int:
+        """As :meth:`latest`, from the PAN's digest (a transaction works it out once, for this and its result)."""
         for digest, cur, amount in reversed(self.entries):
             if digest == key and cur == currency:
                 return amount

@@ -131,7 +131,7 @@ def merge_record(card_data: dict[str, Any], sfi: int, record: int, data: bytes) 
         an object already read.
     """
     try:
-        decoded = tlv.decode(bytes(data))
+        decoded = tlv.decode_view(data)
     except tlv.TlvError as exc:
         raise CardDataError(f"SFI {sfi} record {record}: {exc}") from None
     template = decoded.get("70")
@@ -141,7 +141,7 @@ def merge_record(card_data: dict[str, Any], sfi: int, record: int, data: bytes) 
     for tag, value in objects.items():
         if tag in card_data:
             raise CardDataError(f"SFI {sfi} record {record}: data object {tag} appears twice")
-        card_data[tag] = value
+        card_data[tag] = tlv.copy_objects(value) if type(value) is dict else value  # card_data is the caller's own
 
 
 def missing_mandatory(card_data: dict[str, Any]) -> list[str]:

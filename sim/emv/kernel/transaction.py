@@ -233,6 +233,7 @@ class Transaction:
         self._app: Application | None = None
         self._label = ""
         self._pan = ""
+        self._digested: tuple[str | None, str] = (None, "")
         self._cvm_results: cvm_rules.CvmResults | None = None
         self._signature = False
         self._pin_block: str | None = None
@@ -325,6 +326,12 @@ class Transaction:
         if self._interface in ("contact", "contactless"):
             values["9F39"] = b"\x05" if self._interface == "contact" else b"\x07"
         return values
+
+    def _log_key(self) -> str:
+        """The PAN's digest for the same-PAN log, worked out once per PAN read."""
+        if self._digested[0] != self._pan:
+            self._digested = (self._pan, pan_digest(self._pan))
+        return self._digested[1]
 
     def _take_stan(self) -> int:
         stan = self._next_stan
@@ -681,7 +688,7 @@ class Transaction:
             return
         currency = self._numeric_currency
         floor = self.config.floor_limit(currency, self._interface or "contact")
-        logged = self.config.pan_log.latest(self._pan, currency)
+        logged = self.config.pan_log.latest_digest(self._log_key(), currency)
         if risk.floor_limit_exceeded(self.amount, logged, floor):
             self.tvr.set("transaction_exceeds_floor_limit")
         params = self.config.random_selection
@@ -964,7 +971,7 @@ class Transaction:
             issuer_authentication=self._issuer_auth,
             signature_required=self._signature and outcome is Outcome.APPROVED,
             stans=tuple(self._stans),
-            log_key=pan_digest(self._pan) if self._pan else "",
+            log_key=self._log_key() if self._pan else "",
             receipt=self.config.receipt,
         )
 

@@ -56,7 +56,7 @@ def get_data_int(tag: str, exchange: Exchange) -> Generator[Any, Any, int | None
     if not response.ok:
         return None
     try:
-        value = tlv.decode(response.data).get(tag)
+        value = tlv.decode_view(response.data).get(tag)
     except tlv.TlvError:
         return None
     return int.from_bytes(value, "big") if isinstance(value, bytes) and value else None
