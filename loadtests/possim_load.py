@@ -52,7 +52,7 @@ import logging
 import socket
 import time
 import zlib
-from collections import Counter
+from collections import Counter, defaultdict
 from datetime import datetime, timezone
 from typing import Any
 
@@ -77,7 +77,7 @@ log = logging.getLogger("possim.load")
 CODES: Counter[str] = Counter()
 """kind|expected|answered -> count, for this process (merged on the master)."""
 
-_TALLY: Counter[tuple[str, str, str]] = Counter()
+_TALLY: defaultdict[tuple[str, str, str], int] = defaultdict(int)
 """(kind, expected, answered) -> count since the last fold into :data:`CODES` (no string per request)."""
 
 
