@@ -245,7 +245,10 @@ def test_a_connection_the_host_drops_fails_what_was_in_flight_and_the_users_reco
                 while len(buf) >= 2 and len(buf) >= 2 + int.from_bytes(buf[:2], "big"):
                     n = 2 + int.from_bytes(buf[:2], "big")
                     if answered < 30:
-                        conn.sendall(buf[:n])  # echo it, then hang up with the rest unanswered
+                        try:
+                            conn.sendall(buf[:n])  # echo it, then hang up with the rest unanswered
+                        except OSError:
+                            return  # the load generator went away first (the end of the run)
                         answered += 1
                     buf = buf[n:]
 
@@ -268,7 +271,8 @@ def test_a_connection_the_host_drops_fails_what_was_in_flight_and_the_users_reco
     assert result.returncode == 0, result.output[-2000:]
     total = result.total
     assert total is not None and len(accepted) >= 4  # reconnected, again and again
-    assert total.requests - total.failures >= 30 * len(accepted) - 60  # every connection answered its 30
+    # every connection answered its 30 (but the last of each user, cut short by the end of the run)
+    assert total.requests - total.failures >= 30 * (len(accepted) - 4)
     assert 0 < total.failures
     failures = Path(f"{plan.csv_prefix}_failures.csv").read_text()
     assert "LinkDown" in failures and "UnexpectedCode" not in failures

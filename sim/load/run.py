@@ -260,6 +260,8 @@ def run(plan: LoadPlan, *, grace: float = 60.0, echo: Callable[[str], None] | No
                 pass
             proc.wait()
             lines.append(f"possim load: locust did not finish within {plan.duration + grace:g} s; killed\n")
+        if proc.stdout is not None:
+            proc.stdout.close()
     stats, codes, errors, process = read_summary(plan.summary_path)
     return LoadResult(
         plan, proc.returncode if code is None else code, stats, codes, errors, "".join(lines), time.monotonic() - start, process
