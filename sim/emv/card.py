@@ -80,8 +80,6 @@ _Result = tuple[bytes, int, Event | None]
 _DATA_EFFECTS = ("corrupt_tlv", "truncate", "drop_tag")
 _NO_FACTS = TxnFacts()
 """What a transaction has learned when it starts: nothing (facts are frozen, so one object serves every start)."""
-_NO_EFFECTS: list[Effect] = []
-_NO_KINDS: frozenset[str] = frozenset()
 _TARGETS = {kind: (kind.value, "*") for kind in Cmd}
 """The fault targets a command answers to (GENERATE AC also to its first or second occurrence)."""
 _FIRST_AC_TARGETS = (Cmd.GENERATE_AC.value, "GENERATE AC 1", "*")
@@ -301,19 +299,21 @@ class VirtualCard:
         if entry is None:
             return response(b"", SW.INS_NOT_SUPPORTED)
         kind = entry[1]
-        if self._plan.faults:
-            effects = self._plan.fire(self._targets(kind))
-            self.last_delay_ms = _delay_ms(effects)
-            kinds = {e.kind for e in effects}
-        else:  # most cards have no faults: nothing to count, fire or apply
-            effects, kinds = _NO_EFFECTS, _NO_KINDS
+        if not self._plan.faults:  # most cards: no fault to count, fire or apply
+            if kind is Cmd.GET_RESPONSE:
+                return response(*self._get_response(cmd))
+            self._pending = b""
+            return self._deliver(cmd, *self._dispatch(kind, cmd))
+        effects = self._plan.fire(self._targets(kind))
+        self.last_delay_ms = _delay_ms(effects)
+        kinds = {e.kind for e in effects}
         if "pin_blocked" in kinds:
             self._counters = replace(self._counters, pin_tries_left=0)
         if "mute" in kinds:
             self._reset_volatile()
             self._advance(Event.GO_MUTE)
             raise CardMuteError(f"chip went mute during {kind.value}")
-        forced = next((e for e in effects if e.kind == "status_word"), None) if effects else None
+        forced = next((e for e in effects if e.kind == "status_word"), None)
         if forced is not None:
             if kind is not Cmd.GET_RESPONSE:
                 self._pending = b""

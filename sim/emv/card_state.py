@@ -56,6 +56,10 @@ class State(Enum):
     MUTE = "mute"
     REMOVED = "removed"
 
+    # Members are singletons compared by identity, so identity is a valid hash: a C-level one,
+    # where Enum's own hashes the name in Python on every table lookup (several per command).
+    __hash__ = object.__hash__
+
 
 class Cmd(str, Enum):
     """Commands the card implements; the value is the name fault targets use."""
@@ -94,6 +98,8 @@ class Event(Enum):
     PROCESSING_STARTED = "GET PROCESSING OPTIONS accepted"
     ARQC_RETURNED = "first GENERATE AC returned ARQC"
     TRANSACTION_DONE = "TC or AAC returned"
+
+    __hash__ = object.__hash__  # as State's
 
 
 _C = Cmd

@@ -23,6 +23,7 @@ Examples
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Mapping
 
 from ..tvr import Tvr
@@ -35,6 +36,12 @@ _ONES = b"\xff" * 5
 
 
 def _or(a: bytes, b: bytes) -> bytes:
+    return _or_remembered(bytes(a), bytes(b))
+
+
+@lru_cache(maxsize=256)
+def _or_remembered(a: bytes, b: bytes) -> bytes:
+    """IAC | TAC, remembered: a terminal's TACs and a card's IACs are the same in every transaction."""
     return bytes(x | y for x, y in zip(a, b))
 
 
