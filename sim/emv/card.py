@@ -36,7 +36,7 @@ from __future__ import annotations
 import hmac
 import random
 from dataclasses import replace
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any, Callable, Mapping, Sequence
 
 from pyemv import sm as _sm
@@ -201,9 +201,7 @@ class VirtualCard:
     def _gpo_answer(self) -> bytes:
         """The GET PROCESSING OPTIONS response data: AIP and AFL never change, so it is encoded once."""
         image = self.image
-        if image.gpo_format == 1:
-            return tlv.encode({"80": image.aip + image.afl})
-        return tlv.encode({"77": {"82": image.aip, "94": image.afl}})
+        return _gpo_answer(image.gpo_format, image.aip, image.afl)
 
     @cached_property
     def _icc_mk(self) -> bytes:
@@ -575,6 +573,14 @@ class VirtualCard:
         cryptogram = crypto.generate_ac(self._icc_mk, emv.cvn, icc)
         data = tlv.encode({"77": {"9F27": bytes((decision,)), "9F36": atc, "9F26": cryptogram, "9F10": iad}})
         return data, cryptogram
+
+
+@lru_cache(maxsize=64)
+def _gpo_answer(gpo_format: int, aip: bytes, afl: bytes) -> bytes:
+    """A GPO answer, remembered: every card of a card-set entry (a whole estate of clones) has the same."""
+    if gpo_format == 1:
+        return tlv.encode({"80": aip + afl})
+    return tlv.encode({"77": {"82": aip, "94": afl}})
 
 
 def _delay_ms(effects: list[Effect]) -> int:

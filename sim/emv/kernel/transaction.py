@@ -297,14 +297,15 @@ class Transaction:
         application's version and the entry mode move while the transaction runs.
         """
         config = self.config
+        stamp = self.when.strftime("%y%m%d%H%M%S")
         return {
             "9F02": _bcd(self.amount, 6),
             "9F03": _bcd(self.amount_other, 6),
             "9F1A": _bcd(config.country, 2),
             "5F2A": _bcd(self._numeric_currency, 2),
             "5F36": _bcd(self.currency.exponent, 1),
-            "9A": bytes.fromhex(self.when.strftime("%y%m%d")),
-            "9F21": bytes.fromhex(self.when.strftime("%H%M%S")),
+            "9A": bytes.fromhex(stamp[:6]),
+            "9F21": bytes.fromhex(stamp[6:]),
             "9C": _bcd(self.transaction_type, 1),
             "9F37": self.unpredictable_number,
             "9F35": _bcd(config.terminal_type, 1),
