@@ -13,6 +13,11 @@ the PAN).
 Damage (``cards.damage``) is drawn per cardholder with the run's seed and kept for the
 whole run: a damaged card stays damaged.
 
+Each cardholder's PAN digest (what a terminal's same-PAN log keeps instead of the PAN)
+is computed once here, for :meth:`Population.digest`: a terminal's log then holds up to
+200 references to the population's digests rather than 200 strings of its own, so the
+estate's logs weigh what their entries do, not what their entries' text does.
+
 Examples
 --------
 >>> import random
@@ -32,6 +37,7 @@ from itertools import accumulate
 from ..core.cards import Card, CardSet, load_cards, luhn_check_digit
 from ..emv.card import VirtualCard
 from ..emv.faults import Fault
+from ..emv.kernel.config import pan_digest
 from .scenario import Cards
 
 __all__ = ["Holder", "Population", "clone_pan"]
@@ -104,9 +110,21 @@ class Population:
                              issuers=base.issuers, cards=tuple(cloned))
         self._cum = list(accumulate(weights))
         self._total = self._cum[-1]
+        self._digests = {digest: digest for digest in (pan_digest(card.pan) for card in cloned)}
 
     def __len__(self) -> int:
         return len(self.holders)
+
+    def digest(self, log_key: str) -> str:
+        """The population's own copy of a PAN digest equal to ``log_key`` (``log_key`` itself if none is).
+
+        >>> from sim.des.scenario import load_scenario
+        >>> pop = Population(load_scenario("default").cards, random.Random(1))
+        >>> pan = pop.holders[0].card.card.pan
+        >>> pop.digest(pan_digest(pan)) is pop.digest(pan_digest(pan)), pop.digest("other") == "other"
+        (True, True)
+        """
+        return self._digests.get(log_key, log_key)
 
     def draw(self, rng: random.Random) -> Holder:
         """The next cardholder at a till, by the mix's weights."""

@@ -320,7 +320,8 @@ class Terminal:
                 w.note("unknown", request)
         if result.approved:
             if result.log_key:
-                self.pan_log = self.pan_log.record_digest(result.log_key, result.currency, result.amount_minor)
+                self.pan_log = self.pan_log.record_digest(w.population.digest(result.log_key), result.currency,
+                                                          result.amount_minor)
             totals = self.totals.setdefault(result.currency, [0, 0])
             totals[0] += 1
             totals[1] += result.amount_minor
