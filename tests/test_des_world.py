@@ -221,3 +221,22 @@ def test_an_undersized_issuer_queues_requests_past_the_timeout() -> None:
     assert slow_report["latency_ms"]["p50"] > 5 * fast_report["latency_ms"]["p50"]
     assert slow_world.metrics.timeouts > 0 and slow_report["reversals"]["sent"] >= slow_world.metrics.timeouts
     assert slow_report["reconciliation"]["ok"]
+
+
+def test_an_outage_keeps_open_only_the_transactions_still_owed() -> None:
+    """While an outage keeps advices owed, the host's low watermark waits for the oldest of them;
+    the history checker holds only what is owed or on its way, not everything since."""
+    cheap = {"min": 200, "max": 1500}  # under the floor limits: offline approvals, advices owed
+    estate = [{"profile": "countertop-ethernet", "count": 3, "amount": cheap},
+              {"profile": "mobile-3g", "count": 3, "amount": cheap}]
+    world = World(small([{"kind": "acquirer_outage", "start_h": 0.3, "duration_h": 0.9, "fraction": 0.5}],
+                        estate=estate, hours=1.5))
+    interval, lagging = world.metrics.interval_s, 0
+    for sweep in range(1, int(world.end_s // interval)):
+        world.env.run(until=sweep * interval + 1e-3)  # just after the sweep at the end of this interval
+        owed = {(r.key[0], r.key[1]) for t in world.terminals for r in t.store.records}
+        assert world.checker.open <= len(owed | set(world._in_flight))
+        lagging += world.env.now - world.watermark > interval
+    assert lagging, "the outage kept the watermark back a whole interval while the other terminals traded"
+    world.run()
+    assert world.verdict().ok and world.checker.open == 0

@@ -14,14 +14,17 @@ issuers' ledgers make go, as they happen, to a streaming history checker
 (:func:`sim.core.history.check`) on the same run.
 
 Memory stays flat in the length of the run. At the end of every reporting interval
-the world finds its *low watermark*: the first activity of the oldest transaction
-anything still owes (a terminal's store, a message on its way or queued at the host,
-an advice the acquirer owes an issuer). Whatever was last touched before it can no
-longer be named by any message, so the checker judges and forgets those transactions
-and the host forgets their ledger state, routes and settlement entries
-(:meth:`sim.core.host.Host.prune`); what stays is the recent traffic, the backlog,
-running sums and the findings. ``keep_history=True`` keeps the whole terminal-side
-history as well, for :meth:`World.history`.
+the world collects what is still *owed*: the transactions (terminal id + STAN) that a
+terminal's store, a message on its way or queued at the host, or an advice the
+acquirer owes an issuer can still name. Nothing else can be named again: a terminal
+only ever sends what its store holds or what it is sending now. So the checker judges
+and forgets every transaction that is not owed, whatever its age; an outage that keeps
+a few advices owed for an hour keeps those few open, not the hour's traffic. The host
+keeps time-ordered state, so it forgets by the *low watermark*, the first activity of
+the oldest transaction owed: its ledger state, routes and settlement entries from
+before it (:meth:`sim.core.host.Host.prune`). What stays is the recent traffic, the
+backlog, running sums and the findings. ``keep_history=True`` keeps the whole
+terminal-side history as well, for :meth:`World.history`.
 
 Examples
 --------
@@ -269,7 +272,7 @@ class World:
             self.checker.touch((posting.terminal_id, posting.stan), self.env.now)
 
     def _sweep(self) -> None:
-        """Find the low watermark; retire and prune what was last touched before it (module docstring)."""
+        """Retire every transaction nothing owes; prune the host before the low watermark (module docstring)."""
         owed: set[Slot] = set(self._in_flight)
         for terminal in self.terminals:
             for record in terminal.store.records:
@@ -286,7 +289,7 @@ class World:
             if first is not None and first < mark:
                 mark = first
         self.watermark = mark
-        self.checker.retire_before(mark, owed)
+        self.checker.retire_before(self.env.now, owed)
         self.host.prune(self.clock(), before=self.start + timedelta(seconds=mark), unsettled=True)
 
     # Running ----------------------------------------------------------------------------------------
