@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.emv.apdu import SW, ApduError, Command, build, parse, response, sw_of
+from sim.emv.apdu import SW, ApduError, Command, build, parse, parse_recurring, response, sw_of
 
 H = bytes.fromhex
 
@@ -87,3 +87,25 @@ def test_parse_never_raises_anything_else(raw):
     except ApduError:
         return
     assert cmd.encode() == raw
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=40))
+def test_remembered_parse_agrees_with_parse(raw):
+    try:
+        expected = parse(raw)
+    except ApduError:
+        with pytest.raises(ApduError):
+            parse_recurring(raw)
+        return
+    assert parse_recurring(raw) == expected
+
+
+def test_only_commands_without_transaction_data_or_pin_are_remembered():
+    read_record = H("00B2010C00")
+    assert parse_recurring(read_record) is parse_recurring(bytearray(read_record))  # one parse shared
+    verify = H("0020008008241234FFFFFFFFFF")  # a plaintext PIN block: never kept
+    assert parse_recurring(verify) == parse(verify)
+    assert parse_recurring(verify) is not parse_recurring(verify)
+    generate_ac = H("80AE8000020000")
+    assert parse_recurring(generate_ac) is not parse_recurring(generate_ac)

@@ -6,7 +6,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sim.emv.dol import DolEntry, DolError, build_dol_data, encode_dol, fit, parse_dol, split_dol_data
+from sim.emv.dol import (
+    DolEntry,
+    DolError,
+    build_dol_data,
+    build_dol_values,
+    encode_dol,
+    fit,
+    parse_dol,
+    split_dol_data,
+)
 
 
 def test_parse_one_and_two_byte_tags() -> None:
@@ -92,3 +101,21 @@ def test_built_data_always_has_the_length_the_dol_asks_for(items: list[tuple[byt
     assert len(data) == sum(e.length for e in entries)
     split = split_dol_data(entries, data)
     assert set(split) == {e.tag for e in entries}
+
+
+@given(_entries, st.dictionaries(st.sampled_from(["9F02", "9F37", "5F2A", "9A", "5A", "95", "9F1C"]),
+                                 st.binary(max_size=12)))
+def test_values_built_beside_the_data_are_what_splitting_the_data_gives(items: list[tuple[bytes, int]],
+                                                                         values: dict) -> None:
+    entries = parse_dol(b"".join(tag + bytes([length]) for tag, length in items))
+    data, sent = build_dol_values(entries, values)
+    assert data == build_dol_data(entries, values)
+    assert sent == split_dol_data(entries, data)
+
+
+def test_a_remembered_parse_is_the_same_for_equal_bytes_and_entries_know_their_format() -> None:
+    first = parse_dol(bytes.fromhex("9F0206" "5A08" "BF0C02" "9F3704"))
+    again = parse_dol(bytearray.fromhex("9F0206" "5A08" "BF0C02" "9F3704"))
+    assert again == first
+    assert [e.fmt for e in first] == ["n", "cn", "constructed", "b"]
+    assert DolEntry("9F02", 6) == first[0] and hash(DolEntry("9F02", 6)) == hash(first[0])

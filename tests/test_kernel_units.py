@@ -385,3 +385,46 @@ def test_result_helpers() -> None:
     assert result.declined and not result.approved and not result.terminated
     assert result.has_bit("4:80") and not result.has_bit("1:10") and result.pending_mtis == ()
     assert result.summary().startswith("declined arc=Z1 ac=AAC de22=051")
+
+
+# What is remembered across transactions ---------------------------------------------------------
+
+
+def test_a_remembered_fci_cannot_be_changed_by_one_transaction_for_the_next() -> None:
+    raw = bytes.fromhex("6F1A8407A0000000031010A50F500456495341870101" "9F38039F3704")
+    fci = parse_fci(raw)
+    with pytest.raises(TypeError):
+        fci.proprietary["50"] = b"EVIL"  # type: ignore[index]
+    assert parse_fci(raw).label == "VISA" and parse_fci(raw) is fci
+    entries = parse_directory_record(bytes.fromhex("700E" "610C 4F07A0000000031010 870101".replace(" ", "")))
+    entries.clear()  # the caller's own list
+    assert len(parse_directory_record(bytes.fromhex("700E610C4F07A0000000031010870101"))) == 1
+
+
+def test_gpo_extra_objects_are_the_callers_own() -> None:
+    raw = bytes.fromhex("770F" "82021800" "940408010100" "9F36020001")
+    aip, afl, extra = parse_gpo_response(raw)
+    extra["9F36"] = b"\xff"
+    assert parse_gpo_response(raw)[2] == {"9F36": b"\x00\x01"}
+    assert aip == bytes.fromhex("1800") and [(e.sfi, e.first, e.last) for e in afl] == [(1, 1, 1)]
+
+
+@given(st.dictionaries(st.sampled_from(["9F26", "9F27", "9F10", "9F37", "95", "9A", "9F02", "5F2A", "82", "84"]),
+                       st.binary(max_size=40), min_size=1))
+def test_de55_encoded_object_by_object_is_what_pyemv_encodes_whole(objects_: dict[str, bytes]) -> None:
+    assert tlv.encode_each(objects_) == tlv.encode(objects_)
+
+
+def test_a_decoding_view_is_the_decoding_and_a_record_merge_owns_its_templates() -> None:
+    record = bytes.fromhex("700B" "5A0447617390" "A503" "500141")
+    assert tlv.decode_view(record) == tlv.decode(record)
+    card: dict = {}
+    merge_record(card, 2, 1, record)
+    card["A5"]["50"] = b"Z"
+    assert tlv.decode(record)["70"]["A5"] == {"50": b"A"}
+
+
+def test_same_pan_log_by_digest_agrees_with_by_pan() -> None:
+    log = PanLog().record("4761739001010010", "978", 1500).record("5413330089020011", "978", 700)
+    assert log.latest_digest(pan_digest("4761739001010010"), "978") == log.latest("4761739001010010", "978") == 1500
+    assert log.latest_digest(pan_digest("4761739001010010"), "840") == 0

@@ -198,12 +198,6 @@ class VirtualCard:
         return frozenset(sfi for sfi, _ in self.image.records)
 
     @cached_property
-    def _gpo_answer(self) -> bytes:
-        """The GET PROCESSING OPTIONS response data: AIP and AFL never change, so it is encoded once."""
-        image = self.image
-        return _gpo_answer(image.gpo_format, image.aip, image.afl)
-
-    @cached_property
     def _icc_mk(self) -> bytes:
         return crypto.icc_master_key(self._issuer, self._card)
 
@@ -459,7 +453,7 @@ class VirtualCard:
         if self._counters.atc >= 0xFFFF:
             return b"", SW.CONDITIONS_NOT_SATISFIED, None
         self._counters = replace(self._counters, atc=self._counters.atc + 1)
-        return self._gpo_answer, SW.OK, Event.PROCESSING_STARTED
+        return _gpo_answer(image.gpo_format, image.aip, image.afl), SW.OK, Event.PROCESSING_STARTED
 
     def _get_data(self, cmd: Command) -> _Result:
         if cmd.data:
@@ -577,7 +571,8 @@ class VirtualCard:
 
 @lru_cache(maxsize=64)
 def _gpo_answer(gpo_format: int, aip: bytes, afl: bytes) -> bytes:
-    """A GPO answer, remembered: every card of a card-set entry (a whole estate of clones) has the same."""
+    """The GET PROCESSING OPTIONS answer, remembered: AIP and AFL never change, and every card of
+    a card-set entry (a whole estate of clones) has the same ones."""
     if gpo_format == 1:
         return tlv.encode({"80": aip + afl})
     return tlv.encode({"77": {"82": aip, "94": afl}})

@@ -46,8 +46,8 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from functools import lru_cache
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Generator
 
 from ...core.crypto import CryptoError, encrypt_pin_block
@@ -57,7 +57,7 @@ from ...iso8583.message import MAX_AMOUNT, Message
 from ...iso8583.pretty import mask_pan
 from .. import cvm as cvm_rules
 from .. import dol
-from ..apdu import RECURRING_INS, ApduError, build as build_apdu, parse as parse_apdu
+from ..apdu import INS_GET_DATA, INS_SELECT, RECURRING_INS, ApduError, build as build_apdu, parse as parse_apdu
 from ..errors import CardError, CardRemovedError
 from ..qr import QrError, parse_wallet_qr
 from ..tvr import Tsi, Tvr
@@ -474,10 +474,11 @@ class Transaction:
     def _apdu(self, apdu: bytes, purpose: str) -> Generator[Event, Any, Response]:
         """Exchange one command, following T=0 procedure bytes (61xx GET RESPONSE, 6Cxx resend)."""
         # A recurring command (no transaction data, no PIN) is asked for with the same event
-        # object each time, and the same answer bytes give the same Response object: both frozen.
+        # object each time; an answer that carries no cardholder data gives the same Response
+        # object for the same bytes (both frozen).
         recurring = len(apdu) >= 4 and apdu[1] in RECURRING_INS
         answer = yield _recurring_need_apdu(bytes(apdu), purpose) if recurring else NeedApdu(apdu, purpose)
-        response = _rapdu(answer, remember=recurring)
+        response = _rapdu(answer, remember=recurring and apdu[1] in _ANSWERS_WITHOUT_CARDHOLDER_DATA)
         if response.sw >> 8 not in (0x61, 0x6C):
             return response  # the whole answer at once, as a card answers a command with Le = 00
         data = b""
@@ -985,6 +986,11 @@ def _prompt(accept: list[str]) -> str:
     words = [verbs[i] for i in accept]
     text = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
     return f"{text} card" if accept != ["manual"] else "key card number"
+
+
+_ANSWERS_WITHOUT_CARDHOLDER_DATA = frozenset({INS_SELECT, INS_GET_DATA})
+"""Commands whose answers (FCIs, counters) never hold cardholder data, so a cache may keep them.
+READ RECORD answers hold the PAN and track 2 equivalent data (SEC-03: not kept after authorization)."""
 
 
 @lru_cache(maxsize=1024)
