@@ -5,13 +5,19 @@ with a reader greenlet that pairs answers to requests by the QMUX key (MTI class
 DE41 + DE11), so several requests are in flight on one connection and answers may
 come back in any order. Framing and dialect are the wire layer's
 (``sim.iso8583.framing``, ``sim.iso8583.dialect``); requests come from
-``sim.live.traffic`` with the DE39 the host owes each of them.
+``sim.live.traffic`` with the DE39 the host owes each of them, their bytes from
+``sim.load.wire`` (pyiso8583's encoding, restamped), and answers are decoded by
+``sim.load.answers`` (exactly as pyiso8583 decodes them, each layout decoded once).
+A closed-model user's lanes are driven by the reader: an answer fires the request
+event and queues that lane's next request without a greenlet switch.
 
 Every exchange fires ``environment.events.request`` with request_type = the MTI,
 name = the transaction kind, the response time in ms, the answer's length, and an
 exception when DE39 is not the expected code, the answer timed out, or the
 connection failed. A failure never crashes the user: a broken connection fails what
-was in flight and the next request reconnects (after a short pause).
+was in flight and the user reconnects (after a short pause when connecting failed).
+Users stop at once when killed, and after their requests in flight when stopped
+gracefully (``--stop-timeout``).
 
 Users
 -----
