@@ -267,3 +267,17 @@ def test_bench_ratios_by_rate_and_by_cpu() -> None:
     assert out["ratios_by_cpu"]["locust echo / bare"] == pytest.approx((1.0 / 60_000) / (0.72 / 20_000))
     assert out["ratios_by_cpu"]["locust echo / bare+codec"] == pytest.approx(30 / 36)
     assert out["cpu_us_split"]["Locust (locust echo - bare+codec)"] == pytest.approx(6.0)
+
+
+def test_answer_decoder_stops_learning_answers_that_never_repeat() -> None:
+    """Answers that differ outside the varying fields (here DE4) are all new layouts: once
+    the decoder is full it stops remembering them; answers that repeat keep it learning."""
+    fields = _answer_fields(TEMPLATES[0], {"39": "00"})
+    unique = [DEFAULT.encode({**fields, "4": f"{n:012d}"}) for n in range(1, 41)]
+    decoder = AnswerDecoder(DEFAULT, capacity=8)
+    assert [decoder.decode(raw) for raw in unique] == [DEFAULT.decode(raw) for raw in unique]
+    assert not decoder.learning and decoder.hits == 0 and decoder._size <= 8
+    repeating = [DEFAULT.encode({**fields, "11": f"{n:06d}"}) for n in range(1, 41)]
+    decoder = AnswerDecoder(DEFAULT, capacity=8)
+    assert [decoder.decode(raw) for raw in repeating] == [DEFAULT.decode(raw) for raw in repeating]
+    assert decoder.learning and decoder.misses == 1 and decoder.hits == 39

@@ -31,8 +31,9 @@ through :meth:`Dialect.decode`, which names the field). Tests (hypothesis) check
 that the decoder returns exactly pyiso8583's fields, for several dialects.
 
 The decoder remembers at most ``capacity`` layouts and starts afresh when full
-(requests built in full, such as reversals, give one-off answers): memory stays
-bounded, and the pooled answers are learnt again on their next occurrence.
+(requests built in full give one-off answers): memory stays bounded, and the
+pooled answers are learnt again on their next occurrence. A stream whose answers
+do not repeat is noticed when the decoder fills up, and it stops learning.
 
 Examples
 --------
@@ -108,9 +109,14 @@ class AnswerDecoder:
     ----------
     hits, misses : int
         Answers read from a remembered layout, and answers decoded in full.
+    learning : bool
+        False once the decoder found that the answers do not repeat: when it is full
+        and has read fewer answers in place than it decoded in full (``--traffic-pool
+        0``: every chip answer is new), it stops remembering layouts and every answer
+        is a plain pyiso8583 decode.
     """
 
-    __slots__ = ("dialect", "spec", "varying", "capacity", "hits", "misses", "_layouts", "_by_reads", "_size")
+    __slots__ = ("dialect", "spec", "varying", "capacity", "hits", "misses", "learning", "_layouts", "_by_reads", "_size")
 
     def __init__(self, dialect: Dialect = DEFAULT, varying: tuple[str, ...] = VARYING, capacity: int = 1024) -> None:
         self.dialect = dialect
@@ -118,6 +124,7 @@ class AnswerDecoder:
         self.varying = tuple(k for k in varying if k.isdigit() and k not in _BITMAPS)
         self.capacity = max(1, capacity)
         self.hits = self.misses = 0
+        self.learning = True
         self._layouts: dict[int, list[_Layout]] = {}
         self._by_reads: dict[tuple[int, tuple[tuple[str, int, int, str], ...]], _Layout] = {}
         self._size = 0
@@ -156,10 +163,15 @@ class AnswerDecoder:
             fields, encoded = iso8583.decode(payload, self.spec)
         except Exception:  # noqa: BLE001 -- the dialect raises the same failure as a DecodeError naming the field
             return self.dialect.decode(payload)
+        if not self.learning:
+            return fields
         if self._size >= self.capacity:
             self._layouts.clear()
             self._by_reads.clear()
             self._size = 0
+            if self.hits < self.misses:
+                self.learning = False  # the answers do not repeat (e.g. a fresh ARQC in each): stop paying for it
+                return fields
         layout = self._layout(payload, encoded)
         if layout is not None:
             fixed = layout.fixed(payload)
