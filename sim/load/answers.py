@@ -13,15 +13,17 @@ Design
 time it meets an answer it lets pyiso8583 decode it in full; ``iso8583.decode``
 returns, beside the fields, the encoded length prefix and data of every field in
 the order it read them, so summing their lengths gives where each field's data
-lies. The fields of :data:`VARYING` that are fixed-length text (spec ``len_type``
-0, a text ``data_enc``) are the answer's *varying spans*; every other byte (MTI,
-bitmaps, length prefixes, the other fields' data) is its *fixed part*, and the
-decoder remembers pyiso8583's fields under it.
+lies. The data of the fields of :data:`VARYING` that are text (a text ``data_enc``,
+no padding, lengths counted in bytes) are the answer's *varying spans*; every other
+byte (MTI, bitmaps, every length prefix, the other fields' data) is its *fixed
+part*, and the decoder remembers pyiso8583's fields under it.
 
 A later answer of the same length whose fixed part is byte for byte one it has
 remembered is the remembered fields with the varying spans read again, each as
-``bytes.decode`` of its codec -- which is what pyiso8583 itself does with a
-fixed-length text field (``_decode_text_data``). This is exact, not a guess:
+``bytes.decode`` of its codec -- which is what pyiso8583 itself does with the data
+of a text field, fixed or variable in length (``_decode_text_data``; a variable
+field's length prefix is in the fixed part, so its data has the same length and
+place). This is exact, not a guess:
 pyiso8583 reads a message front to back, and every byte that decides where the
 next field starts (bitmaps, length prefixes) lies in the fixed part, so it would
 find every field at the same place, read the same fixed bytes to the same values,
@@ -55,16 +57,33 @@ from typing import Any
 import iso8583
 
 from ..iso8583.dialect import DEFAULT, Dialect
-from .wire import _codec
 
 __all__ = ["VARYING", "AnswerDecoder"]
 
-VARYING: tuple[str, ...] = ("7", "11", "12", "13", "37", "38", "39", "90")
-"""Fields that change from one answer to the next of the same request: transmission
-date and time, trace number, local time and date, retrieval reference number,
-authorization code, response code, and a reversal's original data elements (all
-fixed-length text in ISO 8583:1987). With DE90, the reversals of the sales of one
-pooled request share a layout too, instead of each being a one-off."""
+VARYING: tuple[str, ...] = ("2", "4", "7", "11", "12", "13", "14", "37", "38", "39", "55", "90")
+"""Fields that change from one answer to the next: the PAN and amount (a stream without a
+pool draws them afresh), expiry, transmission date and time, trace number, local time and
+date, retrieval reference number, authorization code, response code, the issuer's chip
+data (DE55: the ARPC of each fresh cryptogram) and a reversal's original data elements.
+What stays in the fixed part (MTI, bitmaps, length prefixes, processing code, entry mode,
+terminal, currency...) names a kind of answer, so a stream of any variety reads most
+answers in place."""
+
+
+def _text_codec(props: dict[str, Any]) -> str | None:
+    """The codec pyiso8583 decodes a text field's data with, or None when it does more than decode.
+
+    >>> _text_codec({"data_enc": "ascii", "len_type": 3, "max_len": 510})
+    'ascii'
+    >>> _text_codec({"data_enc": "b", "len_type": 0, "max_len": 8}) is None
+    True
+    """
+    codec = props.get("data_enc")
+    if not isinstance(codec, str) or codec == "b":
+        return None
+    if "left_pad" in props or "right_pad" in props or props.get("len_count", "bytes") != "bytes":
+        return None
+    return codec
 
 
 _BITMAPS = ("1", "65")
@@ -101,7 +120,7 @@ class AnswerDecoder:
         Whose spec decodes the answers.
     varying : tuple of str
         Fields read again from every answer (:data:`VARYING`); fields the spec does
-        not give as fixed-length text are part of the fixed bytes instead.
+        not give as text are part of the fixed bytes instead.
     capacity : int
         Layouts remembered before the decoder starts afresh.
 
@@ -196,7 +215,7 @@ class AnswerDecoder:
             if key not in spans:
                 continue
             start, end = spans[key]
-            codec = _codec(self.spec.get(key, {}))
+            codec = _text_codec(self.spec.get(key, {}))
             if codec is None or end == start or payload[start:end] != encoded[key]["data"]:
                 continue
             reads.append((key, start, end, codec))
