@@ -198,5 +198,7 @@ def load(
         console.print(f"Locust / bare gevent loop on the echo server = {ratio:.3f} (goal >= {GOAL_RATIO}) {mark}")
         console.print(f"Locust / bare loop with encode+decode = {result.ratio('locust echo', 'bare+codec'):.3f}; "
                       f"bare+codec / bare = {result.ratio('bare+codec'):.3f}")
+        console.print(f"by CPU per request (a core per client): Locust / bare = {result.cpu_ratio('locust echo'):.3f}, "
+                      f"Locust / bare+codec = {result.cpu_ratio('locust echo', 'bare+codec'):.3f}")
     if check and not result.ok:
         raise typer.Exit(1)
