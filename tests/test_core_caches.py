@@ -80,5 +80,19 @@ def test_a_card_with_another_key_still_fails_after_the_genuine_one_was_remembere
 
 
 def test_caches_are_bounded() -> None:
-    for cached in (tlv._decoded, crypto._mac_ac, crypto._arpc_1):
+    for cached in (crypto._mac_ac, crypto._arpc_1):
         assert cached.cache_info().maxsize is not None
+    for n in range(tlv._DECODED_MAX + 50):
+        tlv.decode(tlv.encode({"9F36": n.to_bytes(2, "big")}))
+    assert len(tlv._decodings) == tlv._DECODED_MAX
+
+
+def test_no_decoding_holding_track_data_is_remembered() -> None:
+    """SEC-03: a READ RECORD answer with track 2 equivalent data is decoded afresh each time."""
+    record = tlv.encode({"70": {"57": bytes.fromhex("4761739001010010D28122011234567899"), "5F20": b"TEST/CARD"}})
+    plain = tlv.encode({"70": {"5F25": bytes.fromhex("200101"), "5F24": bytes.fromhex("281231")}})
+    assert tlv.decode(record)["70"]["57"].hex().upper().startswith("4761739001010010D2812")
+    assert tlv.decode_view(plain)["70"]["5F24"] == bytes.fromhex("281231")
+    remembered = list(tlv._decodings.values())
+    assert not any(tlv._holds_track(d) for d in remembered)
+    assert any(d.get("70", {}).get("5F24") == bytes.fromhex("281231") for d in remembered)

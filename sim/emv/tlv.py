@@ -44,15 +44,42 @@ def decode_view(data: bytes) -> Mapping[str, Any]:
     return _decoded(bytes(data), False)
 
 
-@lru_cache(maxsize=1024)
+TRACK_TAGS = frozenset({"56", "57", "9F1F", "9F20", "9F6B"})
+"""Track 1 and 2 data, their discretionary data, and their contactless equivalents."""
+
+_DECODED_MAX = 1024
+_decodings: dict[tuple[bytes, bool], dict[str, Any]] = {}
+
+
+def _holds_track(objects: Mapping[str, Any]) -> bool:
+    for tag, value in objects.items():
+        if tag in TRACK_TAGS or (type(value) is dict and _holds_track(value)):
+            return True
+    return False
+
+
 def _decoded(data: bytes, flatten: bool) -> dict[str, Any]:
     """pyemv's decoding, remembered: a card answers the same SELECT, GET PROCESSING OPTIONS
     and READ RECORD bytes to every transaction, and copying the decoded dict costs a
-    fraction of decoding it again. Never handed out: :func:`decode` copies it."""
+    fraction of decoding it again. Never handed out: :func:`decode` copies it.
+
+    Up to :data:`_DECODED_MAX` decodings, the oldest forgotten first. One holding
+    track data (:data:`TRACK_TAGS`) is never remembered: nothing keeps track data
+    after the authorization that used it (SEC-03).
+    """
+    key = (data, flatten)
+    found = _decodings.get(key)
+    if found is not None:
+        return found
     try:
-        return _tlv.decode(data, flatten=flatten)
+        decoded = _tlv.decode(data, flatten=flatten)
     except (_tlv.DecodeError, ValueError, IndexError, TypeError) as exc:
         raise TlvError(f"malformed TLV: {exc}") from None
+    if not _holds_track(decoded):
+        if len(_decodings) >= _DECODED_MAX:
+            del _decodings[next(iter(_decodings))]
+        _decodings[key] = decoded
+    return decoded
 
 
 def copy_objects(objects: Mapping[str, Any]) -> dict[str, Any]:
