@@ -240,3 +240,10 @@ def test_an_outage_keeps_open_only_the_transactions_still_owed() -> None:
     assert lagging, "the outage kept the watermark back a whole interval while the other terminals traded"
     world.run()
     assert world.verdict().ok and world.checker.open == 0
+
+
+def test_same_pan_logs_hold_the_population_digests_not_copies() -> None:
+    world = World(small(hours=1.0, drain=0.25))
+    world.run()
+    entries = [entry for terminal in world.terminals for entry in terminal.pan_log.entries]
+    assert entries and all(world.population.digest(digest) is digest for digest, _, _ in entries)
