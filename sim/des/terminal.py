@@ -22,8 +22,8 @@ simulation step as the result, so there is no instant at which an approval has b
 given and its advice is not yet stored.
 
 History (what the checker reads) goes to the world's streaming checker as it is
-written (:meth:`World.note`); the store's records are also what the world's low
-watermark reads to know which transactions may still change.
+written (:meth:`World.note`); the store's records are also what the world's sweep
+reads to know which transactions may still change (and so what the checker keeps open).
 """
 
 from __future__ import annotations
