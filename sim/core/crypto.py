@@ -204,6 +204,12 @@ def icc_master_key(issuer: IssuerConfig | bytes, card: Card | str, psn: str | No
     return _derive_icc_mk(imk, pan, (psn or "00")[-2:])
 
 
+_PER_TRANSACTION = 256
+"""Entries of the caches whose values one transaction reuses (its session key, cryptograms,
+ARPC) and the next transaction never does: enough for the transactions in flight at once,
+few enough to be full within minutes, so a long run holds no more than a short one."""
+
+
 @lru_cache(maxsize=65_536)
 def _derive_icc_mk(imk: bytes, pan: str, psn: str) -> bytes:
     """Option A derivation, remembered: a pure function of its inputs, and on every ARQC's path."""
@@ -221,7 +227,7 @@ def session_key(icc_mk: bytes, cvn: int, atc: bytes, un: bytes) -> bytes:
     return _derive_session_key(icc_mk, bytes(atc) + b"\x00\x00" + bytes(un))
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=_PER_TRANSACTION)
 def _derive_session_key(icc_mk: bytes, diversifier: bytes) -> bytes:
     """Mastercard SKD, remembered: the card's two GENERATE ACs, the ARQC check and the ARPC all need it."""
     return _kd.derive_common_sk(icc_mk, diversifier)
@@ -299,7 +305,7 @@ def generate_ac(icc_mk: bytes, cvn: int, icc: Mapping[str, Any]) -> bytes:
     return _mac_ac(key, ac_data(cvn, icc), _PADDING[cvn])
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=_PER_TRANSACTION)
 def _mac_ac(key: bytes, data: bytes, padding: int) -> bytes:
     """pyemv's cryptogram, remembered: a pure function of key and data. Where card and issuer
     share a process (the simulation, ``possim terminal``), the issuer's ARQC check is the
@@ -461,7 +467,7 @@ def forget_cryptograms() -> None:
     _arpc_1.cache_clear()
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=_PER_TRANSACTION)
 def _arpc_1(icc_mk: bytes, arqc: bytes, code: bytes) -> bytes:
     """pyemv's ARPC method 1, remembered: the card checks the very ARPC the issuer computed."""
     return _ac.generate_arpc_1(icc_mk, arqc, code)

@@ -118,10 +118,7 @@ def traced_run(hours: float, scale: float = 1.0, seed: int = 1) -> tuple[int, in
     # A few minutes of a one-terminal estate first, so modules imported on first use are not
     # counted as the run's memory (how the process was started would change the figure).
     World(scenario.model_copy(update={"duration_h": 0.1, "drain_h": 0.05}), seed + 1, estate_scale=0.01).run()
-    world = World(scenario, seed, estate_scale=scale)
-    for holder in world.population.holders:  # personalised up front, as a long run amortises it
-        if holder.card.card.emv is not None:
-            holder.card.image  # noqa: B018
+    world = World(scenario, seed, estate_scale=scale)  # its cards personalised, as issued
     gc.collect()
     tracemalloc.start()
     try:

@@ -8,7 +8,8 @@ issuer, BIN, issuer keys, EMV personalisation, limits and faults; a PAN of their
 (Luhn-valid, in the issuer's BIN) and an ICC certificate for it. Clones of one label
 share its ICC RSA key pair (generating an RSA key per cardholder would dominate the run). The host is built on the same cloned set, so every card has an
 account at its issuer, and the card's cryptograms verify there (ICC keys derive from
-the PAN).
+the PAN). Every card is personalised when the population is built, as cards are issued
+before they are used: a long run does not grow by the cards it meets for the first time.
 
 Damage (``cards.damage``) is drawn per cardholder with the run's seed and kept for the
 whole run: a damaged card stays damaged.
@@ -103,7 +104,7 @@ class Population:
                 if rng.random() < damage.magstripe_unreadable:
                     faults.append(Fault("SWIPE", "track_unreadable"))
                 virtual = VirtualCard(card, issuer, faults=faults, seed=rng.getrandbits(32),
-                                      icc_key_label=f"icc {template.pan} {template.psn}")
+                                      icc_key_label=f"icc {template.pan} {template.psn}").personalise()
                 self.holders.append(Holder(virtual, "swipe_first" in card.faults, card.pin))
                 weights.append(entry.weight / count)
         self.cards = CardSet(source=f"{base.source} (cloned into {len(cloned)} cardholders)",

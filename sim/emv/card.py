@@ -187,6 +187,18 @@ class VirtualCard:
         """Every fault this card plays: card-set implied ones first, then the given ones."""
         return tuple(self._plan.faults)
 
+    def personalise(self) -> "VirtualCard":
+        """Work out now what the card otherwise works out at its first use (its chip image,
+        its files, its ICC master key): as issuance does, before the card sees a terminal.
+
+        A card is the same card either way; an estate built with its cards personalised
+        holds as much memory at its first transaction as at its last. Returns the card.
+        """
+        if self._card.emv is not None:
+            self._sfis  # noqa: B018 - cached, with the image it is built from
+            self._icc_mk  # noqa: B018
+        return self
+
     @cached_property
     def image(self) -> CardImage:
         """The personalised chip contents (records, DOLs, keys)."""

@@ -92,7 +92,7 @@ def copy_objects(objects: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=512)
 def encode_primitive(tag: str, value: bytes) -> bytes:
     """:func:`encode` of one primitive object, remembered: a card answers GET DATA for the
     same few counters, whose values (small ATCs) recur across cards and transactions."""
