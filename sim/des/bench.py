@@ -28,9 +28,9 @@ simulated hour and the growth per extra transaction. Fresh processes, so neither
 inherits what the other left in process-wide caches.
 
 Part of what a run holds at its end is capped by design and fills as the run goes:
-the cryptogram and key caches of :mod:`sim.core.crypto` (``lru_cache``, a few thousand
-entries), per-card derived keys (one set per cardholder), and the kernel's same-PAN
-log (200 entries per terminal). :attr:`MemoryBench.capped_bytes` reports it apart, so
+the cryptogram and key caches of :mod:`sim.core.crypto` (``lru_cache``, 256 entries
+each), the TLV caches of :mod:`sim.emv.tlv` (1,024 decodings, 512 encoded objects), and
+the kernel's same-PAN log (200 entries per terminal). :attr:`MemoryBench.capped_bytes` reports it apart, so
 the rest (the world's and the host's own state) can be read on its own.
 """
 
@@ -102,7 +102,7 @@ class MemoryBench:
         }
 
 
-_CAPPED = ("*/sim/core/crypto.py", "*/pyemv/*", "*/functools.py", "*/sim/emv/kernel/config.py")
+_CAPPED = ("*/sim/core/crypto.py", "*/pyemv/*", "*/functools.py", "*/sim/emv/kernel/config.py", "*/sim/emv/tlv.py")
 """Where the capped caches and logs are allocated (see the module docstring)."""
 
 
