@@ -247,3 +247,20 @@ def test_same_pan_logs_hold_the_population_digests_not_copies() -> None:
     world.run()
     entries = [entry for terminal in world.terminals for entry in terminal.pan_log.entries]
     assert entries and all(world.population.digest(digest) is digest for digest, _, _ in entries)
+
+
+def test_printer_out_of_paper_costs_receipts_not_sales() -> None:
+    """DEV-02: while the printer is out of paper the hit terminals trade on, their receipts not printed;
+    the money comes out as it does with paper."""
+    estate = [{"profile": "countertop-ethernet", "count": 6}]
+    with_paper = small([], hours=1.0, estate=estate)
+    no_paper = small([{"kind": "printer_out", "start_h": 0.0, "duration_h": 1.0, "fraction": 0.5}],
+                     hours=1.0, estate=estate)
+    _, before = simulate(with_paper)
+    world, after = simulate(no_paper)
+    assert before["receipts"] == {"printed": before["transactions"]}
+    out = after["receipts"]["not printed: out of paper"]
+    assert 0 < out < after["transactions"] and out + after["receipts"]["printed"] == after["transactions"]
+    for key in ("transactions", "outcomes", "offline", "reversals", "reconciliation"):
+        assert after[key] == before[key], key
+    assert {t.id for t in world.terminals if t.printer_out} == set()  # the window closed with the run

@@ -39,6 +39,9 @@ def summary_table(report: dict[str, Any], title: str) -> Table:
                   f"acknowledged {rev['acknowledged']:,}, pending {rev['pending']:,}, repeats {rev['repeats']:,}")
     table.add_row("fallbacks", f"{report['fallbacks']:,}", "chip failed: stripe (80x) or keyed (79x)")
     table.add_row("stand-in approvals", f"{report['stand_in']:,}", "approved by the scheme for a down issuer")
+    unprinted = {k.removeprefix("not printed: "): n for k, n in report["receipts"].items() if k != "printed"}
+    table.add_row("receipts not printed", f"{sum(unprinted.values()):,}",
+                  ", ".join(f"{why} {n:,}" for why, n in unprinted.items()) or "every receipt printed")
     table.add_row("online latency", f"{lat['p50']} ms", f"p90 {lat['p90']} ms, p99 {lat['p99']} ms, max {lat['max']} ms")
     settle = ", ".join(f"{code}: {n}" for code, n in rec["settlement"].items()) or "none"
     table.add_row("settlement (0510)", "", settle)

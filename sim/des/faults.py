@@ -17,6 +17,8 @@ loss_burst          the link becomes a Gilbert-Elliott burst-loss channel (DEV-0
 reader_failure      the chip reader fails: chip power-on fails, the kernel falls back (DEV-01)
 power_loss          power cuts at Poisson times, ``rate_per_hour`` per hit terminal (OFF-06, DEV-04)
 store_full          the offline store reports no free place (OFF-07)
+printer_out         the receipt printer is out of paper: transactions go on, their receipts
+                    are not printed (DEV-02)
 ==================  ==========================================================================
 
 Overlapping windows nest: every switch is a counter, not a flag.
@@ -93,6 +95,9 @@ def _switch(world: "World", fault: Fault, hit: list[int], on: bool) -> None:
     elif kind == "store_full":
         for t in terminals:
             t.store.blocked += step
+    elif kind == "printer_out":
+        for t in terminals:
+            t.printer_out += step
 
 
 def _window(world: "World", fault: Fault, hit: list[int], rng: random.Random) -> Generator[Any, Any, None]:

@@ -48,6 +48,8 @@ class Metrics:
         self.reversal_repeats = 0
         self.fallbacks = 0
         self.stand_in = 0
+        self.receipts: Counter = Counter()
+        """Transactions by receipt status: ``printed``, ``not printed: out of paper`` (DEV-02), ..."""
         self.power_losses = 0
         self.timeouts = 0
         self.unreachable = 0

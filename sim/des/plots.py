@@ -27,7 +27,7 @@ GROUPS = ("approved online", "approved offline (Y1/Y3)", "declined", "no decisio
 _COLOURS = {"approved online": "#2a9d8f", "approved offline (Y1/Y3)": "#e9c46a", "declined": "#e76f51",
             "no decision": "#6c757d"}
 _FAULT_COLOURS = dict(zip(FAULT_KINDS, ("#d62828", "#f77f00", "#7209b7", "#3a86ff", "#8338ec", "#ff006e",
-                                        "#000000", "#fb8500")))
+                                        "#000000", "#fb8500", "#6c757d")))
 
 
 def group_of(code: str) -> str:

@@ -33,7 +33,7 @@ SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 
 FaultKind = Literal[
     "acquirer_outage", "network_outage", "issuer_down", "latency_spike", "loss_burst",
-    "reader_failure", "power_loss", "store_full",
+    "reader_failure", "power_loss", "store_full", "printer_out",
 ]
 FAULT_KINDS: tuple[str, ...] = FaultKind.__args__  # type: ignore[attr-defined]
 

@@ -81,7 +81,7 @@ class Terminal:
 
     Attributes
     ----------
-    acquirer_refused, acquirer_silent, reader_failed : int
+    acquirer_refused, acquirer_silent, reader_failed, printer_out : int
         Faults in force on this terminal (counters: windows may overlap).
     store : Store
         The durable store-and-forward queue.
@@ -107,6 +107,7 @@ class Terminal:
         self.acquirer_refused = 0
         self.acquirer_silent = 0
         self.reader_failed = 0
+        self.printer_out = 0
         self.powered = True
         self.current: Transaction | None = None
         self.next_arrival: float | None = None
@@ -202,7 +203,8 @@ class Terminal:
         dwell = rng.uniform(*w.scenario.traffic.card_time_s)
         amount = int(math.exp(rng.uniform(*self.log_amount)))
         txn = Transaction(
-            replace(self.config, offline_store_free=self.store.free, pan_log=self.pan_log),
+            replace(self.config, offline_store_free=self.store.free, pan_log=self.pan_log,
+                    paper_left=0 if self.printer_out else self.config.paper_left),
             amount=amount, currency=card.card.currency_info, when=w.clock(),
             unpredictable_number=rng.randbytes(4), stan=self.stan, rng=rng,
         )
@@ -327,6 +329,7 @@ class Terminal:
             totals[1] += result.amount_minor
         if result.entry_mode[:2] in ("80", "79"):
             m.fallbacks += 1
+        m.receipts[result.receipt] += 1
         if result.auth_code and result.auth_code.startswith("ST"):
             m.stand_in += 1
         m.outcome(now, result.arc or result.outcome.value)
