@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from sim.des.report import REPORT_KEYS, dumps, simulate
-from sim.des.scenario import Scenario, load_scenario, parse_scenario
+from sim.des.scenario import Scenario, ScenarioError, load_scenario, parse_scenario
 from sim.des.terminal import Terminal
 from sim.des.world import World
 
@@ -264,3 +264,30 @@ def test_printer_out_of_paper_costs_receipts_not_sales() -> None:
     for key in ("transactions", "outcomes", "offline", "reversals", "reconciliation"):
         assert after[key] == before[key], key
     assert {t.id for t in world.terminals if t.printer_out} == set()  # the window closed with the run
+
+
+def test_a_cell_outage_fails_handhelds_over_to_wifi_and_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """3G down, Wi-Fi up: the handhelds keep going online over Wi-Fi (no offline approvals), then
+    return to 3G; with every link down they approve offline instead."""
+    estate = [{"profile": "mobile-3g", "count": 4}]
+    watch = Watch(monkeypatch)
+    cell = small([{"kind": "network_outage", "link": "3g", "start_h": 0.5, "duration_h": 1.0}], estate=estate)
+    world, report = simulate(cell)
+    in_window = watch.codes(0.55, 1.5)
+    assert in_window["00"] > 10 and in_window["Y1"] + in_window["Y3"] + in_window["Z3"] == 0, in_window
+    assert report["links"]["failovers"] >= 4 and report["links"]["failbacks"] == report["links"]["failovers"]
+    assert all(t.link.kind == "3g" for t in world.terminals)  # back on the cell at the end
+    assert report["reconciliation"]["ok"]
+    watch.seen.clear()
+    dark = small([{"kind": "network_outage", "start_h": 0.5, "duration_h": 1.0}], estate=estate)
+    _, report = simulate(dark)
+    in_window = watch.codes(0.55, 1.5)
+    assert in_window["Y1"] + in_window["Y3"] > 0 and report["links"]["failovers"] == 0
+    assert report["reconciliation"]["ok"]
+
+
+def test_link_is_for_link_faults_and_names_a_link_kind() -> None:
+    with pytest.raises(ScenarioError, match="narrows network_outage"):
+        small([{"kind": "issuer_down", "issuer": "possim-visa-test", "link": "3g", "start_h": 0, "duration_h": 1}])
+    with pytest.raises(ScenarioError, match="faults"):
+        small([{"kind": "network_outage", "link": "5g", "start_h": 0, "duration_h": 1}])

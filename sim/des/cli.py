@@ -40,6 +40,8 @@ def summary_table(report: dict[str, Any], title: str) -> Table:
     table.add_row("fallbacks", f"{report['fallbacks']:,}", "chip failed: stripe (80x) or keyed (79x)")
     table.add_row("stand-in approvals", f"{report['stand_in']:,}", "approved by the scheme for a down issuer")
     unprinted = {k.removeprefix("not printed: "): n for k, n in report["receipts"].items() if k != "printed"}
+    table.add_row("link failovers", f"{report['links']['failovers']:,}",
+                  f"to a fallback link (3G to Wi-Fi), {report['links']['failbacks']:,} back")
     table.add_row("receipts not printed", f"{sum(unprinted.values()):,}",
                   ", ".join(f"{why} {n:,}" for why, n in unprinted.items()) or "every receipt printed")
     table.add_row("online latency", f"{lat['p50']} ms", f"p90 {lat['p90']} ms, p99 {lat['p99']} ms, max {lat['max']} ms")

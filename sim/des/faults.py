@@ -10,10 +10,13 @@ kind                effect while active
 acquirer_outage     the acquirer's front end is gone for the hit terminals: ``refused``
                     (nothing sent: HostUnreachable) or ``silent`` (sent, never answered:
                     HostTimeout, so a reversal is owed) -- OFF-02, REV-01
-network_outage      the terminal's own link is down (nothing leaves it)
+network_outage      the terminal's own links are down (nothing leaves it); with ``link``, only
+                    the links of that kind: a terminal with another link fitted fails over
+                    to it (3G to Wi-Fi) and back when its preferred link returns
 issuer_down         the issuer is unavailable at the host: the scheme stands in (STIP-01)
-latency_spike       link latency multiplied by ``factor``
-loss_burst          the link becomes a Gilbert-Elliott burst-loss channel (DEV-03)
+latency_spike       link latency multiplied by ``factor`` (``link``: of that kind only)
+loss_burst          the link becomes a Gilbert-Elliott burst-loss channel (DEV-03; ``link``
+                    as above)
 reader_failure      the chip reader fails: chip power-on fails, the kernel falls back (DEV-01)
 power_loss          power cuts at Poisson times, ``rate_per_hour`` per hit terminal (OFF-06, DEV-04)
 store_full          the offline store reports no free place (OFF-07)
@@ -65,6 +68,11 @@ def schedule(world: "World", rng: random.Random) -> None:
         world.env.process(_window(world, fault, hit, random.Random(rng.getrandbits(64))))
 
 
+def _links(terminals: list[Any], fault: Fault) -> list[Any]:
+    """The links a link fault hits: the hit terminals' links of ``fault.link`` (all of them when unset)."""
+    return [link for t in terminals for link in t.links_of(fault.link)]
+
+
 def _switch(world: "World", fault: Fault, hit: list[int], on: bool) -> None:
     step = 1 if on else -1
     terminals = [world.terminals[i] for i in hit]
@@ -78,17 +86,17 @@ def _switch(world: "World", fault: Fault, hit: list[int], on: bool) -> None:
             else:
                 t.acquirer_refused += step
     elif kind == "network_outage":
-        for t in terminals:
-            t.link.down += step
+        for link in _links(terminals, fault):
+            link.down += step
     elif kind == "latency_spike":
-        for t in terminals:
-            t.link.factor = t.link.factor * fault.factor if on else t.link.factor / fault.factor
+        for link in _links(terminals, fault):
+            link.factor = link.factor * fault.factor if on else link.factor / fault.factor
     elif kind == "loss_burst":
-        for t in terminals:
+        for link in _links(terminals, fault):
             if on:
-                t.link.start_burst(fault.p_enter, fault.p_leave, fault.loss_bad)
+                link.start_burst(fault.p_enter, fault.p_leave, fault.loss_bad)
             else:
-                t.link.end_burst()
+                link.end_burst()
     elif kind == "reader_failure":
         for t in terminals:
             t.reader_failed += step

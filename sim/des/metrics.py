@@ -48,6 +48,10 @@ class Metrics:
         self.reversal_repeats = 0
         self.fallbacks = 0
         self.stand_in = 0
+        self.link_failovers = 0
+        """Switches to a less preferred link because the one in use went down (3G to Wi-Fi)."""
+        self.link_failbacks = 0
+        """Switches back to a preferred link once it was up again."""
         self.receipts: Counter = Counter()
         """Transactions by receipt status: ``printed``, ``not printed: out of paper`` (DEV-02), ..."""
         self.power_losses = 0

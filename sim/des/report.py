@@ -2,7 +2,7 @@
 
 Top-level keys, exactly (the schema is documented in README.md, "Simulation"):
 ``seed``, ``scenario``, ``transactions``, ``outcomes``, ``offline``, ``reversals``,
-``fallbacks``, ``stand_in``, ``receipts``, ``latency_ms``, ``reconciliation``, ``per_interval``.
+``fallbacks``, ``stand_in``, ``receipts``, ``links``, ``latency_ms``, ``reconciliation``, ``per_interval``.
 
 No wall-clock time, host name or path goes in: the same scenario and seed give the
 same bytes (:func:`dumps` sorts nothing it does not need to and fixes the layout).
@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["REPORT_KEYS", "build_report", "dumps", "simulate"]
 
 REPORT_KEYS = ("seed", "scenario", "transactions", "outcomes", "offline", "reversals", "fallbacks", "stand_in",
-               "receipts", "latency_ms", "reconciliation", "per_interval")
+               "receipts", "links", "latency_ms", "reconciliation", "per_interval")
 """The report's top-level keys, in order."""
 
 FINDINGS_SHOWN = 20
@@ -65,6 +65,7 @@ def build_report(world: "World", verdict: "Verdict") -> dict[str, Any]:
         "fallbacks": m.fallbacks,
         "stand_in": m.stand_in,
         "receipts": dict(sorted(m.receipts.items())),
+        "links": {"failovers": m.link_failovers, "failbacks": m.link_failbacks},
         "latency_ms": m.latency_ms(),
         "reconciliation": {
             "ok": verdict.ok,

@@ -22,7 +22,7 @@ from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..profiles import list_profiles
+from ..profiles import LinkKind, list_profiles
 from ..validation import first_error
 
 __all__ = ["FAULT_KINDS", "SCENARIO_DIR", "Scenario", "ScenarioError", "check_references", "list_scenarios",
@@ -166,7 +166,10 @@ class Fault(_Model):
     per hit terminal per hour for ``power_loss``. ``mode`` says how an
     ``acquirer_outage`` looks from the terminal: ``refused`` (connections refused at
     once: nothing sent, Y3/Z3 without a reversal) or ``silent`` (requests accepted and
-    never answered: a timeout, a reversal owed, then Y3/Z3).
+    never answered: a timeout, a reversal owed, then Y3/Z3). ``link`` narrows a
+    ``network_outage``, ``latency_spike`` or ``loss_burst`` to the hit terminals' links of
+    that kind (``"3g"``: the cell, not the shop's Wi-Fi); a terminal with another link
+    fitted fails over to it while its preferred link is down.
     """
 
     kind: FaultKind
@@ -180,11 +183,14 @@ class Fault(_Model):
     loss_bad: float = Field(default=0.6, ge=0, le=1)
     rate_per_hour: float = Field(default=0.5, gt=0)
     mode: Literal["refused", "silent"] = "refused"
+    link: LinkKind | None = None
 
     @model_validator(mode="after")
     def _needs(self) -> "Fault":
         if self.kind == "issuer_down" and not self.issuer:
             raise ValueError("issuer_down needs 'issuer' (an issuer id of the card set, e.g. 'possim-visa-test')")
+        if self.link is not None and self.kind not in ("network_outage", "latency_spike", "loss_burst"):
+            raise ValueError(f"'link' narrows network_outage, latency_spike and loss_burst only, not {self.kind}")
         return self
 
     @property

@@ -94,7 +94,15 @@ class Terminal:
         self.id = f"T{index:07d}"
         self.config = replace(config, terminal_id=self.id)
         self.rng = rng
-        self.link = Link(profile.comms.primary_link, random.Random(rng.getrandbits(64)))
+        primary = profile.comms.primary_link
+        self.links = [Link(primary, random.Random(rng.getrandbits(64)))] + [
+            Link(other, random.Random(f"possim des link|{world.seed}|{self.id}|{other.kind}"))
+            for other in profile.comms.links if other is not primary
+        ]
+        """Fitted links, most preferred first (the profile's primary, then the others in its order)."""
+        self.active = 0
+        """Index in :attr:`links` of the link in use."""
+        self.failover_penalty_s = 0.0
         self.store = Store(profile.offline_store.capacity)
         self.timeout_s = float(profile.timeouts.host_response_s)
         self.connect_timeout_s = float(profile.timeouts.connect_s)
@@ -336,8 +344,37 @@ class Terminal:
 
     # The network -----------------------------------------------------------------------------
 
+    @property
+    def link(self) -> Link:
+        """The link in use."""
+        return self.links[self.active]
+
+    def links_of(self, kind: str | None) -> list[Link]:
+        """The fitted links of ``kind`` (every link for ``None``): what a link fault hits."""
+        return [link for link in self.links if kind is None or link.kind == kind]
+
+    def _pick_link(self) -> bool:
+        """Use the most preferred link that is up; ``False`` when none is.
+
+        Leaving a link that went down costs the next message the dead link's connect
+        timeout (how long the terminal takes to give up on it); going back to a preferred
+        link once it is up again costs nothing.
+        """
+        for index, link in enumerate(self.links):
+            if link.down == 0:
+                if index != self.active:
+                    m = self.world.metrics
+                    if index > self.active:
+                        m.link_failovers += 1
+                        self.failover_penalty_s = self.connect_timeout_s
+                    else:
+                        m.link_failbacks += 1
+                    self.active = index
+                return True
+        return False
+
     def _reachable(self) -> bool:
-        return self.link.down == 0 and self.acquirer_refused == 0
+        return self._pick_link() and self.acquirer_refused == 0
 
     def _refusal_delay(self) -> float:
         """How long finding out takes: a refused connection at once, a dead local network at the connect timeout."""
@@ -349,7 +386,9 @@ class Terminal:
         reply = env.event()
         out = self.link.transit()
         if out is not None:
-            env.process(self.world.serve(msg, self.link.connect_s + out, self, reply))
+            delay = self.link.connect_s + out + self.failover_penalty_s
+            self.failover_penalty_s = 0.0
+            env.process(self.world.serve(msg, delay, self, reply))
         timer = env.timeout(self.timeout_s)
         yield reply | timer
         if reply.triggered:
