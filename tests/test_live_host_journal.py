@@ -1,10 +1,11 @@
-"""The journal's message lines: the hand-built line is exactly what json.dumps writes."""
+"""The journal: hand-built lines are exactly what json.dumps writes, and the file rotates at its size."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -59,3 +60,27 @@ def test_journal_lines_parse_and_mask(tmp_path: Path) -> None:
     assert "55" not in lines[0]["fields"]
     assert lines[1]["latency_ms"] == 1.235 and lines[1]["de39"] == "00"
     assert "4761739001010010" not in (tmp_path / "j.jsonl").read_text()
+
+
+def test_journal_rotates_at_its_size_keeps_whole_lines_and_the_newest_files(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    journal = MessageJournal(path, max_bytes=2_000, keep=2)
+    fields = {"t": "0200", "2": "4761739001010010", "3": "000000", "4": "000000001000", "11": "000001", "41": "TERM0001"}
+    for n in range(60):
+        journal.message(n, "127.0.0.1:5000", "in", {**fields, "11": f"{n:06d}"}, 120)
+    journal.close()
+    assert journal.rotations >= 3
+    files = sorted(tmp_path.iterdir())
+    assert [f.name for f in files] == ["j.jsonl", "j.jsonl.1", "j.jsonl.2"]  # the oldest beyond keep are gone
+    lines = [json.loads(line) for f in (files[2], files[1], files[0]) for line in f.read_text().splitlines()]
+    conns = [line["conn"] for line in lines]
+    assert conns == list(range(conns[0], 60))  # whole lines, in order, the newest kept
+    assert all(f.stat().st_size < 2_000 + 400 for f in files)
+    assert all(line["fields"]["2"] == "476173******0010" for line in lines)
+
+
+def test_journal_size_settings_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="positive number of bytes"):
+        MessageJournal(tmp_path / "j", max_bytes=0)
+    with pytest.raises(ValueError, match="0 or more"):
+        MessageJournal(tmp_path / "j", keep=-1)

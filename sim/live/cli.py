@@ -70,6 +70,9 @@ def host_command(
     max_frame: int = typer.Option(8192, "--max-frame", min=16, max=65535, help="Largest frame accepted, bytes."),
     state: Optional[Path] = typer.Option(None, "--state", help="State directory: the ledger survives restarts (SQLite)."),
     journal: Optional[Path] = typer.Option(None, "--journal", help="JSON-lines message journal (PANs masked)."),
+    journal_max_mb: float = typer.Option(256.0, "--journal-max-mb", min=0.0,
+                                         help="Rotate the journal at this size, MB (0: never)."),
+    journal_keep: int = typer.Option(4, "--journal-keep", min=0, help="Rotated journal files kept (FILE.1 ...)."),
     pcap: Optional[Path] = typer.Option(None, "--pcap", help="Write the session's messages to this pcap at shutdown."),
     rules: Optional[Path] = typer.Option(None, "--rules", help="Rules overlay TOML (reloaded when it changes)."),
     cards: Optional[Path] = typer.Option(None, "--cards", help="Card set TOML (default: the shipped test card set)."),
@@ -107,6 +110,7 @@ def host_command(
     settings = HostSettings(
         bind=bind, port=port, admin_port=admin_port, dialect=chosen_dialect, framing=chosen_framing,
         core_config=_core_config(config), cards=_cards(cards), state=state, journal=journal, pcap=pcap, rules=rules,
+        journal_max_bytes=int(journal_max_mb * 1024 * 1024) or None, journal_keep=journal_keep,
         idle_timeout=idle_timeout, frame_timeout=frame_timeout, max_connections=max_connections,
         max_inflight=max_inflight, drain_timeout=drain_timeout, on_divergence=on_divergence,
     )

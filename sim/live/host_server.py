@@ -118,6 +118,8 @@ class HostSettings:
     cards: Path | None = None
     state: Path | None = None
     journal: Path | None = None
+    journal_max_bytes: int | None = 256 * 1024 * 1024
+    journal_keep: int = 4
     pcap: Path | None = None
     rules: Path | None = None
     idle_timeout: float = 300.0
@@ -259,7 +261,7 @@ class HostServer:
         self.framing = settings.framing
         self.core_config = live_core_config(settings.core_config)
         self.host = Host(self.core_config, cards=load_cards(settings.cards) if settings.cards else None)
-        self.journal = MessageJournal(settings.journal)
+        self.journal = MessageJournal(settings.journal, max_bytes=settings.journal_max_bytes, keep=settings.journal_keep)
         self.pcap = PcapRecorder(settings.pcap)
         self.rules = RuleEngine.from_file(settings.rules) if settings.rules else RuleEngine()
         self.store: StateStore | None = None
@@ -623,7 +625,8 @@ class HostServer:
         def status(_req: dict[str, Any]) -> dict[str, Any]:
             return {"port": self.port, "connections_open": len(self._conns), "in_flight": self.inflight,
                     "events_stored": self._seq if self.store else None, "replayed": self.replayed,
-                    "dialect": self.dialect.name, "framing": self.framing.describe(), **self.counters}
+                    "dialect": self.dialect.name, "framing": self.framing.describe(),
+                    "journal_rotations": self.journal.rotations, **self.counters}
 
         def rules(_req: dict[str, Any]) -> dict[str, Any]:
             return {"rules": [r.to_dict() for r in self.rules.rules], "counts": self.rules.counts()}

@@ -18,6 +18,11 @@ DE55 left out (it may carry track-equivalent tags). Error texts are scrubbed of 
 answer's write. Lines are buffered and flushed at least every second and at shutdown:
 the journal is for people; the replay log (:mod:`.store`) is what must not be lost.
 
+A soak test at thousands of authorizations a second writes gigabytes an hour, so the
+journal rotates as log files do: once the file reaches ``max_bytes`` it becomes
+``FILE.1`` (``FILE.1`` becomes ``FILE.2``, and so on), the oldest beyond ``keep`` is
+deleted, and a new ``FILE`` starts; a line is never split across two files.
+
 Pcap
 ----
 The session's messages, per connection, written at shutdown with
@@ -119,14 +124,54 @@ class MessageJournal:
     ----------
     path : Path or None
         The file (appended to). ``None`` makes every method a no-op.
+    max_bytes : int or None
+        Rotate once the file holds this many bytes (``None``: never).
+    keep : int
+        Rotated files kept (``FILE.1`` .. ``FILE.keep``); 0 keeps none.
     """
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, *, max_bytes: int | None = None, keep: int = 4) -> None:
+        if max_bytes is not None and max_bytes <= 0:
+            raise ValueError(f"journal max_bytes is {max_bytes!r}; allowed: a positive number of bytes, or None")
+        if keep < 0:
+            raise ValueError(f"journal keep is {keep!r}; allowed: 0 or more rotated files")
         self.path = path
+        self.max_bytes = max_bytes
+        self.keep = keep
+        self.rotations = 0
         self._file: TextIO | None = None
+        self._size = 0
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(path, "a", encoding="utf-8", buffering=1 << 16)  # noqa: SIM115 - closed in close()
+            self._open()
+
+    def _open(self) -> None:
+        assert self.path is not None
+        self._file = open(self.path, "a", encoding="utf-8", buffering=1 << 16)  # noqa: SIM115 - closed in close()
+        self._size = self._file.tell()
+
+    def _line(self, line: str) -> None:
+        assert self._file is not None
+        self._file.write(line)
+        self._size += len(line)  # the lines are ASCII (ensure_ascii): characters are bytes
+        if self.max_bytes is not None and self._size >= self.max_bytes:
+            self._rotate()
+
+    def _rotate(self) -> None:
+        assert self._file is not None and self.path is not None
+        self._file.close()
+        path = self.path
+        if self.keep == 0:
+            path.unlink(missing_ok=True)
+        else:
+            path.with_name(f"{path.name}.{self.keep}").unlink(missing_ok=True)
+            for n in range(self.keep - 1, 0, -1):
+                older = path.with_name(f"{path.name}.{n}")
+                if older.exists():
+                    older.replace(path.with_name(f"{path.name}.{n + 1}"))
+            path.replace(path.with_name(f"{path.name}.1"))
+        self.rotations += 1
+        self._open()
 
     @property
     def enabled(self) -> bool:
@@ -136,7 +181,7 @@ class MessageJournal:
     def _write(self, record: dict[str, Any]) -> None:
         if self._file is not None:
             record["time"] = datetime.now(timezone.utc).isoformat()
-            self._file.write(_ENCODER.encode(record) + "\n")
+            self._line(_ENCODER.encode(record) + "\n")
 
     def message(
         self,
@@ -166,7 +211,7 @@ class MessageJournal:
             record["note"] = scrub(note)
         record["time"] = datetime.now(timezone.utc).isoformat()
         line = message_line(record, shown)
-        self._file.write((line if line is not None else _ENCODER.encode(record)) + "\n")
+        self._line((line if line is not None else _ENCODER.encode(record)) + "\n")
 
     def event(self, conn: int | None, peer: str | None, event: str, detail: str | None = None) -> None:
         """A connection or server event (opened, closed and why, refused, rules reloaded...)."""
