@@ -194,7 +194,6 @@ def test_paced_lanes_and_a_graceful_stop(host, tmp_path: Path) -> None:
     """Lanes honour a user's wait_time between requests, and a graceful stop (--stop-timeout)
     ends the users once their requests in flight are answered, not at the stop timeout."""
     import subprocess
-    import sys
     import time
 
     from sim.load.run import loadtests_dir, read_summary

@@ -80,7 +80,6 @@ from .events import (
     NeedSelection,
     PinEntered,
     PowerOn,
-    Presented,
     ReadStripe,
     ScanQr,
     check_answer,
