@@ -174,3 +174,26 @@ def test_memory_of_a_pruning_host_is_flat_in_the_length_of_the_run(
     if settle_every is None:  # folded, not lost: the open batch's totals count every sale
         totals = host.settlement.totals("TERM0001", "978")
         assert (totals.debits_count, totals.debits_amount) == (3000, 300_000)
+
+
+@pytest.mark.parametrize("unsettled, counted", [(False, 1), (True, 2)])
+def test_open_batches_stay_whole_unless_told_so_an_upload_does_not_count_twice(unsettled: bool, counted: int) -> None:
+    """The live default keeps an open batch's entries past retain_s: a batch upload after a 0510 95
+    finds the sale already counted. Folding open batches (load tools' hosts) would count it again."""
+    from sim.iso8583.message import batch_upload, reconciliation_request
+
+    config = live_core_config({**WINDOW, "prune": {"every_s": 10, "unsettled": unsettled}})
+    host = Host(config)
+    first = sale(1, T0)
+    assert host.handle(first, T0).response_code == "00"
+    at = T0
+    for n in range(2, 12):  # traffic on another terminal carries time past retain_s, with prunes
+        at += timedelta(seconds=15)
+        other = sale(n, at).replace(DE41="TERM0002")
+        host.handle(other, at)
+    wrong = reconciliation_request(terminal_id="TERM0001", stan=20, transmitted=at.strftime("%m%d%H%M%S"), currency="978",
+                                   credits_count=0, credits_amount=0, debits_count=2, debits_amount=2000)
+    assert host.handle(wrong, at).response_code == "95"
+    upload = batch_upload(first.replace(DE39="00"), stan=21, transmitted=at.strftime("%m%d%H%M%S"))
+    assert host.handle(upload, at).response_code == "00"
+    assert host.settlement.totals("TERM0001", "978").debits_count == counted

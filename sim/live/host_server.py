@@ -72,14 +72,16 @@ LIVE_CORE_DEFAULTS: dict[str, dict[str, Any]] = {
     "issuer": {"retain_s": 3_600, "keep_decisions": 10_000, "keep_postings": 100_000},
     "acquirer": {"retain_s": 3_600},
     "settlement": {"retain_s": 3_600},
-    "prune": {"every_s": 60, "unsettled": True},
+    "prune": {"every_s": 60, "unsettled": False},
 }
 """What a long-running host keeps, unless its ``--config`` says otherwise.
 
 An hour of ``retain_s``: a reversal, a repeated advice or a repeated 0500 up to an hour
 after its original still finds it (set it above the terminals' store-and-forward
-horizon); load tools' terminals that never settle have their open batches folded into
-exact totals after it too. What the window holds grows with the traffic rate: a few hundred bytes per
+horizon). Entries of batches not yet settled stay until their 0500, as a batch upload
+must find what is already counted; for load tools' terminals, which never settle,
+``[prune] unsettled = true`` folds them into exact totals after ``retain_s`` too
+(``possim load`` starts its host so). What the window holds grows with the traffic rate: a few hundred bytes per
 original, so an hour at 1,000 authorizations/s is about 1.5 GB. The
 admin ``booked`` command lists the latest ``keep_postings`` postings; balances,
 holds and batch totals are exact whatever is pruned.

@@ -28,7 +28,11 @@ def _bad(param: str, message: str) -> typer.BadParameter:
 
 
 def start_load_host(workdir: Path, framing: str = "be2", dialect: Optional[str] = None):
-    """``possim host`` on 127.0.0.1, ephemeral port, with the load card set; a ServerProcess."""
+    """``possim host`` on 127.0.0.1, ephemeral port, with the load card set; a ServerProcess.
+
+    Load users never settle, so the host folds their open batches into exact totals after
+    ``retain_s`` (``[prune] unsettled = true``): its memory stays flat however long the run.
+    """
     from ..core.cards import default_path
     from ..live import process
     from ..live.traffic import load_card_set_toml
@@ -36,7 +40,9 @@ def start_load_host(workdir: Path, framing: str = "be2", dialect: Optional[str] 
     workdir.mkdir(parents=True, exist_ok=True)
     cards = workdir / "load_cards.toml"
     cards.write_text(load_card_set_toml(default_path().read_text(encoding="utf-8")), encoding="utf-8")
-    args = ["host", "--cards", str(cards), "--framing", framing]
+    config = workdir / "load_host.toml"
+    config.write_text("[prune]\nunsettled = true  # load users never send a 0500\n", encoding="utf-8")
+    args = ["host", "--cards", str(cards), "--framing", framing, "--config", str(config)]
     if dialect:
         args += ["--dialect", dialect]
     return process.start(args, log_dir=workdir)
