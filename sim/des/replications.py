@@ -73,6 +73,8 @@ def _figures(report: dict[str, Any]) -> dict[str, float]:
     out["reversals sent"] = float(report["reversals"]["sent"])
     out["fallbacks"] = float(report["fallbacks"])
     out["stand-in"] = float(report["stand_in"])
+    out["link failovers"] = float(report["links"]["failovers"])
+    out["receipts not printed"] = float(sum(n for k, n in report["receipts"].items() if k != "printed"))
     for p in ("p50", "p90", "p99"):
         out[f"latency {p} ms"] = float(report["latency_ms"][p])
     out["reconciliation ok"] = 1.0 if report["reconciliation"]["ok"] else 0.0
