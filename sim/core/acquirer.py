@@ -63,6 +63,7 @@ from ..iso8583.message import Message, response, uploaded_transaction
 from ..iso8583.pretty import mask_pan
 from .settlement import Settlement, UploadResult
 from .standin import RETRY_CODES, StandIn
+from .windows import forget_before
 
 
 class IssuerTimeout(Exception):
@@ -362,9 +363,9 @@ class Acquirer:
         retain = cfg["retain_s"]
         self.retain = None if retain is None else timedelta(seconds=float(retain))
         self.duplicate_window = timedelta(seconds=int(cfg["duplicate_window_s"]))
-        self._answers: dict[tuple[str, str, str], tuple[bytes, Message, Decision]] = {}
+        self._answers: dict[tuple[str, str, str], tuple[bytes, Message, Decision, datetime]] = {}
+        """Request key -> digest of its content, the answer, its decision and when (oldest first)."""
         self._last: Decision | None = None
-        self._answered_at: deque[tuple[datetime, tuple[str, str, str]]] = deque()
 
     # Issuers and availability -------------------------------------------------------------
 
@@ -480,8 +481,7 @@ class Acquirer:
 
         Returns the routes forgotten.
         """
-        while self._answered_at and now - self._answered_at[0][0] > self.duplicate_window:
-            self._answers.pop(self._answered_at.popleft()[1], None)
+        self._forget_answers(now)
         if before is None:
             if self.retain is None:
                 self.settlement.prune(now)
@@ -489,14 +489,7 @@ class Acquirer:
             before = now - self.retain
         self.settlement.prune(now, before=before, unsettled=unsettled)
         self.standin.prune(before)
-        gone = 0
-        while self._routed:
-            first = next(iter(self._routed))
-            if self._routed[first][1] >= before:
-                break
-            del self._routed[first]
-            gone += 1
-        return gone
+        return forget_before(self._routed, before, lambda route: route[1])
 
     # Terminals ------------------------------------------------------------------------------
 
@@ -623,12 +616,11 @@ class Acquirer:
         (issuer or stand-in), so a terminal repeating a request never gets a second,
         different approval. Same key, other content: 94 duplicate transmission.
         """
-        while self._answered_at and now - self._answered_at[0][0] > self.duplicate_window:
-            self._answers.pop(self._answered_at.popleft()[1], None)
+        self._forget_answers(now)
         found = self._answers.get(_txn_key(msg))
         if found is None:
             return None
-        content, answer, first = found
+        content, answer, first, _ = found
         if content == _content(msg):
             return self._decide(
                 msg, answer, now, route=first.route, reason=f"duplicate request: original answer replayed ({first.reason})",
@@ -639,9 +631,12 @@ class Acquirer:
     def _remember(self, msg: Message, answer: Message, now: datetime) -> Message:
         key = _txn_key(msg)
         if key not in self._answers and self._last is not None:
-            self._answers[key] = (_content(msg), answer, self._last)
-            self._answered_at.append((now, key))
+            self._answers[key] = (_content(msg), answer, self._last, now)
         return answer
+
+    def _forget_answers(self, now: datetime) -> None:
+        """Drop the answers remembered for repeats once they are older than the duplicate window."""
+        forget_before(self._answers, now - self.duplicate_window, lambda found: found[3])
 
     def _authorize(self, msg: Message, now: datetime) -> Message:
         refusal = self._refused(msg.terminal_id)

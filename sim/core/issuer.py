@@ -84,6 +84,7 @@ from .cards import Card, CardSet, IssuerConfig, load_cards, luhn_valid
 from .crypto import TEST_ZPK, ArqcCheck, PinResult, arpc, icc_master_key, verify_arqc, verify_pin_block
 from .ledger import Ledger, Outcome, TxnKey, TxnState
 from .money import CurrencyError, currency as lookup_currency
+from .windows import forget_before
 
 __all__ = [
     "CHECK_ORDER",
@@ -619,11 +620,7 @@ class Issuer:
 
     def _forget(self, now: datetime) -> None:
         """Drop remembered answers older than the duplicate window (oldest first)."""
-        while self._seen:
-            first = next(iter(self._seen))
-            if now - self._seen[first].at <= self.duplicate_window:
-                break
-            del self._seen[first]
+        forget_before(self._seen, now - self.duplicate_window, lambda seen: seen.at)
 
     def _finish(
         self,

@@ -82,6 +82,7 @@ from ..iso8583.errors import MessageError
 from ..iso8583.message import Message, response, uploaded_transaction
 from ..iso8583.pretty import mask_pan
 from .money import CurrencyError, currency, format_amount
+from .windows import forget_before
 
 TxnKey = tuple[str, str, str]
 """Terminal id, STAN, DE7: the key that makes one transaction one transaction."""
@@ -685,16 +686,8 @@ class Settlement:
                 batch.keys = kept
         if gone:
             self._completions = {k: v for k, v in self._completions.items() if v in self._entries}
-        while self._reversals:
-            first = next(iter(self._reversals))
-            if self._reversals[first] >= before:
-                break
-            del self._reversals[first]
-        while self._answered:
-            first = next(iter(self._answered))
-            if self._answered[first][0] >= before:
-                break
-            del self._answered[first]
+        forget_before(self._reversals, before, lambda at: at)
+        forget_before(self._answered, before, lambda answered: answered[0])
         return gone
 
     # Report -------------------------------------------------------------------------------

@@ -54,6 +54,7 @@ from ..iso8583.errors import MessageError
 from ..iso8583.message import Message, repeat, response
 from ..iso8583.pretty import mask_pan
 from .money import CurrencyError, currency
+from .windows import forget_before
 
 AdviceKey = tuple[str, str, str, str]
 """MTI class (``"02"``), terminal id, STAN, DE7: one owed advice."""
@@ -309,23 +310,8 @@ class StandIn:
         while its delivery is: ``before`` must be older than anything a terminal may still
         repeat (the host's ``retain_s``). Advices still owed are never pruned.
         """
-        gone = 0
-        answers = self._answers
-        while answers:
-            first = next(iter(answers))
-            if answers[first][2] >= before:
-                break
-            del answers[first]
-            gone += 1
-        done = self._done
-        while done:
-            first = next(iter(done))
-            at = done[first]
-            if at is None or at >= before:
-                break
-            del done[first]
-            gone += 1
-        return gone
+        return (forget_before(self._answers, before, lambda answer: answer[2])
+                + forget_before(self._done, before, lambda at: at))
 
     def queued(self, issuer: str | None = None) -> list[QueuedAdvice]:
         """The advices still owed (to ``issuer``, or to all), PANs masked."""

@@ -1,0 +1,40 @@
+"""State kept for a window of time: forgetting what is older, oldest first.
+
+The core remembers many things only while a later message may name them: answers for
+the duplicate window, routes, reversal keys, 0500 answers, stand-in approvals. Each is
+a dict filled in time order (insertion order is arrival order), so what is too old is
+at its front: :func:`forget_before` drops from there and stops at the first entry that
+is still young, never walking the rest.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Callable, TypeVar
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+__all__ = ["forget_before"]
+
+
+def forget_before(entries: dict[K, V], before: datetime, when: Callable[[V], datetime | None]) -> int:
+    """Delete the entries at the front of ``entries`` dated before ``before``; return how many.
+
+    ``when`` gives an entry's date; an entry without one (``None``) stops the walk, as
+    a young one does: it and everything after it are kept.
+
+    >>> from datetime import datetime
+    >>> seen = {"a": datetime(2026, 1, 1, 10), "b": datetime(2026, 1, 1, 11), "c": datetime(2026, 1, 1, 9)}
+    >>> forget_before(seen, datetime(2026, 1, 1, 10, 30), lambda at: at), list(seen)
+    (1, ['b', 'c'])
+    """
+    gone = 0
+    while entries:
+        first = next(iter(entries))
+        at = when(entries[first])
+        if at is None or at >= before:
+            break
+        del entries[first]
+        gone += 1
+    return gone
