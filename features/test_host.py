@@ -242,13 +242,19 @@ def _garbage(world: World, tid: str, text: str) -> None:
     world.dropped = world.host.receive(text.encode(), world.now) is None
 
 
-@when(parsers.parse("terminal {tid} reconciles {cur} with {cc:d} credits for {ca} and {dc:d} debits for {da}"))
-def _reconcile(world: World, tid: str, cur: str, cc: int, ca: str, dc: int, da: str) -> None:
+def _send_totals(world: World, tid: str, cur: str, cc: int, ca: str, dc: int, da: str,
+                 processing_code: str | None = None) -> None:
     info = currency(cur)
     world.send(reconciliation_request(
         terminal_id=tid, stan=world.next_stan(), transmitted=world.transmitted, currency=info.numeric,
         credits_count=cc, credits_amount=parse_amount(ca, info), debits_count=dc, debits_amount=parse_amount(da, info),
+        processing_code=processing_code,
     ))
+
+
+@when(parsers.parse("terminal {tid} reconciles {cur} with {cc:d} credits for {ca} and {dc:d} debits for {da}"))
+def _reconcile(world: World, tid: str, cur: str, cc: int, ca: str, dc: int, da: str) -> None:
+    _send_totals(world, tid, cur, cc, ca, dc, da)
 
 
 @when(parsers.parse("terminal {tid} uploads its batch"))
@@ -270,12 +276,7 @@ def _upload_0321(world: World, tid: str) -> None:
 
 @when(parsers.parse("terminal {tid} settles {cur} after the upload with {cc:d} credits for {ca} and {dc:d} debits for {da}"))
 def _reconcile_after_upload(world: World, tid: str, cur: str, cc: int, ca: str, dc: int, da: str) -> None:
-    info = currency(cur)
-    world.send(reconciliation_request(
-        terminal_id=tid, stan=world.next_stan(), transmitted=world.transmitted, currency=info.numeric,
-        credits_count=cc, credits_amount=parse_amount(ca, info), debits_count=dc, debits_amount=parse_amount(da, info),
-        processing_code="960000",
-    ))
+    _send_totals(world, tid, cur, cc, ca, dc, da, processing_code="960000")
 
 
 @when(parsers.parse("{minutes:d} minutes pass"))
