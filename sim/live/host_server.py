@@ -81,10 +81,10 @@ after its original still finds it (set it above the terminals' store-and-forward
 horizon). Entries of batches not yet settled stay until their 0500, as a batch upload
 must find what is already counted; for load tools' terminals, which never settle,
 ``[prune] unsettled = true`` folds them into exact totals after ``retain_s`` too
-(``possim load`` starts its host so). What the window holds grows with the traffic rate: a few hundred bytes per
-original, so an hour at 1,000 authorizations/s is about 1.5 GB. The
-admin ``booked`` command lists the latest ``keep_postings`` postings; balances,
-holds and batch totals are exact whatever is pruned.
+(``possim load`` starts its host so). What the window holds grows with the traffic
+rate: a few hundred bytes per original, so an hour at 1,000 authorizations/s is about
+1.5 GB. The admin ``booked`` command lists the latest ``keep_postings`` postings;
+balances, holds and batch totals are exact whatever is pruned.
 """
 
 
