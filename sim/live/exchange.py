@@ -38,6 +38,7 @@ import iso8583
 
 from ..core.host import Host
 from ..iso8583.catalogue import MESSAGE_TYPES
+from ..iso8583.layout import LayoutCodec
 from ..iso8583.dialect import DEFAULT, Dialect
 from ..iso8583.errors import WireError
 from ..iso8583.mac import MacKeys, sign
@@ -72,14 +73,25 @@ class Decoded:
         return self.fields is not None
 
 
-def decode_frame(raw: bytes, dialect: Dialect = DEFAULT) -> Decoded:
-    """Decode ``raw``; never raises on bad input (hypothesis-tested over TCP)."""
+def decode_frame(raw: bytes, dialect: Dialect = DEFAULT, codec: LayoutCodec | None = None) -> Decoded:
+    """Decode ``raw``; never raises on bad input (hypothesis-tested over TCP).
+
+    With ``codec`` (of ``dialect``), a frame of a shape met before is read in place
+    (:mod:`sim.iso8583.layout`: the same fields, at a fraction of the cost), and a new
+    shape is learnt.
+    """
+    if codec is not None:
+        known = codec.read(raw)
+        if known is not None:
+            return Decoded(known, known)
     try:
-        fields, _ = iso8583.decode(raw, dialect.spec)
+        fields, encoded = iso8583.decode(raw, dialect.spec)
     except iso8583.DecodeError as exc:
         return Decoded(None, dict(exc.doc_dec), str(exc))
     except (KeyError, TypeError, IndexError, ValueError, UnicodeError, OverflowError) as exc:
         return Decoded(None, {}, f"cannot decode: {exc!r}")
+    if codec is not None:
+        codec.learn(raw, fields, encoded)
     return Decoded(fields, fields)
 
 
@@ -127,9 +139,11 @@ def format_error_fields(partial: Mapping[str, str], now: datetime, code: str = F
     return fields
 
 
-def encode_fields(fields: Mapping[str, str], dialect: Dialect) -> bytes | None:
-    """Encode a field dict, or ``None`` when the dialect refuses it."""
+def encode_fields(fields: Mapping[str, str], dialect: Dialect, codec: LayoutCodec | None = None) -> bytes | None:
+    """Encode a field dict, or ``None`` when the dialect refuses it (``codec``: of ``dialect``, as in :func:`decode_frame`)."""
     try:
+        if codec is not None:
+            return codec.encode(fields)
         return dialect.encode({k: v for k, v in fields.items() if k not in ("p", "1")})
     except WireError:
         return None
@@ -198,7 +212,7 @@ def _fallback(request: Mapping[str, str], code: str, now: datetime) -> dict[str,
 
 def core_answer(
     host: Host, fields: dict[str, Any], now: datetime, dialect: Dialect = DEFAULT, *,
-    raw: bytes | None = None, check_mac: bool = True,
+    raw: bytes | None = None, check_mac: bool = True, codec: LayoutCodec | None = None,
 ) -> CoreAnswer:
     """Run one completely decoded request through ``host`` at ``now`` and encode the answer.
 
@@ -212,7 +226,8 @@ def core_answer(
     Never raises on bad input: the core answers format problems 30 itself; should it
     raise anyway, or its answer not encode, the driver answers 96 with the request's
     key fields (signed like any answer) so the terminal is not left waiting, and records
-    why in ``fault``. The same inputs always give the same bytes (the replay relies on it).
+    why in ``fault``. The same inputs always give the same bytes (the replay relies on it),
+    with or without ``codec`` (of ``dialect``, as in :func:`decode_frame`).
     """
     fault: str | None = None
     try:
@@ -222,7 +237,7 @@ def core_answer(
         answer = _fallback(fields, SYSTEM_MALFUNCTION, now)
         if check_mac:
             answer = sign_fields(answer, dialect, host.mac_keys)
-    encoded = encode_fields(answer, dialect)
+    encoded = encode_fields(answer, dialect, codec)
     if encoded is None:
         fault = fault or f"the core's {answer.get('t')} answer does not encode under {dialect.name}"
         answer = _fallback(fields, SYSTEM_MALFUNCTION, now)

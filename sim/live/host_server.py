@@ -4,7 +4,9 @@ One :class:`~sim.core.host.Host` serves every connection. Each whole frame goes
 through :func:`.exchange.core_answer` in the order it arrived (the core is
 synchronous and fast; the event loop gives it one frame at a time), so several
 requests can be in flight on one connection and their answers leave as soon as
-each is ready, matched by the client on MTI class + DE41 + DE11.
+each is ready, matched by the client on MTI class + DE41 + DE11. Frames are decoded and answers
+encoded through one :class:`~sim.iso8583.layout.LayoutCodec`: pyiso8583 lays out each
+shape of message once, and the rest of that shape are read and written in place.
 
 Around the core, this module holds what a real host's front end does:
 
@@ -57,6 +59,7 @@ from ..core.host import Host
 from ..iso8583.dialect import DEFAULT, Dialect
 from ..iso8583.errors import WireError
 from ..iso8583.framing import Frame, Framing, FramingError, reply_tpdu
+from ..iso8583.layout import LayoutCodec
 from ..iso8583.pretty import mask_pan
 from .admin import AdminError, AdminServer
 from ..iso8583.mac import MacResult, verify
@@ -260,6 +263,7 @@ class HostServer:
     def __init__(self, settings: HostSettings) -> None:
         self.settings = settings
         self.dialect = settings.dialect
+        self.codec = LayoutCodec(settings.dialect)
         self.framing = settings.framing
         self.core_config = live_core_config(settings.core_config)
         self.host = Host(self.core_config, cards=load_cards(settings.cards) if settings.cards else None)
@@ -417,7 +421,7 @@ class HostServer:
         t0 = time.perf_counter()
         now = utc_now()
         journal = self.journal
-        decoded = decode_frame(frame.payload, self.dialect)
+        decoded = decode_frame(frame.payload, self.dialect, self.codec)
         fields = decoded.fields
         tpdu = reply_tpdu(frame.tpdu) if frame.tpdu is not None else None
         if fields is None:
@@ -445,7 +449,7 @@ class HostServer:
             if not rule.core and rule.action != "delay":
                 self._dispatch(self._driver_only(conn, tpdu, fields, rule, now, t0))
                 return
-        result = core_answer(self.host, fields, now, self.dialect, raw=frame.payload)
+        result = core_answer(self.host, fields, now, self.dialect, raw=frame.payload, codec=self.codec)
         if result.fault:
             self.counters["core_faults"] += 1
         out = _Out(conn, tpdu, result.raw, result.fields, "answer", 0.0, t0, note=result.fault)
@@ -481,15 +485,13 @@ class HostServer:
         what the redaction put there.) Replay then checks that the core's answer did not
         depend on it.
         """
-        data = dict(fields)
+        data = {k: v for k, v in fields.items() if k not in ("p", "1")}
         try:
-            return self.dialect.encode(data)
+            return self.codec.encode(data)
         except WireError:
             for key in ("35", "45", "52"):
                 data.pop(key, None)
-            data.pop("p", None)
-            data.pop("1", None)
-            return self.dialect.encode(data)
+            return self.codec.encode(data)
 
     def _accept(self, conn: _Conn) -> None:
         self.inflight += 1
