@@ -50,7 +50,6 @@ schedule ends even when no terminal traffic comes.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections import deque
 from dataclasses import dataclass
@@ -232,6 +231,9 @@ def _txn_key(msg: Message) -> tuple[str, str, str]:
     return (msg.terminal_id or "", msg.stan or "", msg.transmitted or "")
 
 
+_ROUTES_KEPT = 4096
+"""PANs whose issuer :meth:`Acquirer.route` remembers."""
+
 _NOT_KEPT = ("p", "1", "35", "45", "52", "64", "128")
 """Left out of what the duplicate check remembers: bitmaps, track 2, track 1, PIN block, and the
 MAC (it covers the track and PIN fields left out, so a repeat differing only in those differs in it too)."""
@@ -239,14 +241,17 @@ _TRACK_TAGS = frozenset({"56", "57", "9F1F", "9F20", "9F6B"})
 """DE55 tags holding track data."""
 
 
-def _content(msg: Message) -> bytes:
-    """What the duplicate check remembers of a request for the window (REV-03): a digest.
+def _content(msg: Message) -> int:
+    """What the duplicate check remembers of a request for the window (REV-03): a hash.
 
     Of every field but track data and the PIN block (SEC-03: not kept after the
     authorization that used them); track 2 counts by its PAN only, DE55 without its
     track tags. A repeat that differs from the original in nothing but those gets the
-    original answer, which REV-03 allows. A SHA-256 digest of the fields rather than
-    the fields: a window of answers at thousands per second stays small.
+    original answer, which REV-03 allows. A hash of the fields rather than the fields:
+    a window of answers at thousands per second stays small. Python's string hash is
+    keyed afresh in every process (SipHash), so a terminal cannot build a request that
+    passes for another; the window lives in one process, and a replay computes it again.
+    Two contents differ yet hash alike once in 2**64 pairs of repeats of one key.
     """
     fields = msg.fields
     out = [(k, v) for k, v in fields.items() if k not in _NOT_KEPT]
@@ -256,7 +261,7 @@ def _content(msg: Message) -> bytes:
         out = [(k, v) for k, v in out if k != "55"]
         out.append(("55", sorted((t, v) for t, v in msg.icc.items() if t not in _TRACK_TAGS)))
     out.sort()
-    return hashlib.sha256(repr(out).encode("utf-8", "backslashreplace")).digest()
+    return hash(tuple(out))
 
 
 def _scrub(text: str) -> str:
@@ -342,6 +347,8 @@ class Acquirer:
                 raise ValueError(f"acquirer config has unknown key {name!r}; known: {', '.join(_DEFAULTS)}")
             cfg[name] = value
         self.issuers: dict[str, IssuerPort] = {}
+        self._routes: dict[str, IssuerPort | None] = {}
+        """PAN -> its issuer, as :meth:`route` found it (a bounded memo; emptied when an issuer is added)."""
         for issuer in issuers:
             self.add_issuer(issuer)
         self.require_sign_on = bool(cfg["require_sign_on"])
@@ -363,8 +370,8 @@ class Acquirer:
         retain = cfg["retain_s"]
         self.retain = None if retain is None else timedelta(seconds=float(retain))
         self.duplicate_window = timedelta(seconds=int(cfg["duplicate_window_s"]))
-        self._answers: dict[tuple[str, str, str], tuple[bytes, Message, Decision, datetime]] = {}
-        """Request key -> digest of its content, the answer, its decision and when (oldest first)."""
+        self._answers: dict[tuple[str, str, str], tuple[int, Message, Decision, datetime]] = {}
+        """Request key -> hash of its content, the answer, its decision and when (oldest first)."""
         self._last: Decision | None = None
 
     # Issuers and availability -------------------------------------------------------------
@@ -377,6 +384,7 @@ class Acquirer:
         if issuer.name in self.issuers:
             raise ValueError(f"issuer name {issuer.name!r} is already registered")
         self.issuers[issuer.name] = issuer
+        self._routes.clear()
 
     def _issuer(self, name: str) -> IssuerPort:
         try:
@@ -385,18 +393,34 @@ class Acquirer:
             raise ValueError(f"no issuer named {name!r}; known: {', '.join(self.issuers)}") from None
 
     def route(self, pan: str) -> IssuerPort | None:
-        """The issuer with the most specific BIN range holding ``pan`` (first registered on a tie)."""
+        """The issuer with the most specific BIN range holding ``pan`` (first registered on a tie).
+
+        Remembered per PAN (up to :data:`_ROUTES_KEPT` PANs, then forgotten all at once):
+        an issuer's BIN ranges do not change, and every authorization asks again.
+        """
+        routes = self._routes
+        if pan in routes:
+            return routes[pan]
         best, found = 0, None
         for issuer in self.issuers.values():
             score = issuer.bin_match(pan)
             if score > best:
                 best, found = score, issuer
+        if len(routes) >= _ROUTES_KEPT:
+            routes.clear()
+        routes[pan] = found
         return found
 
     def available(self, name: str, now: datetime) -> bool:
         """True when the caller has not set ``name`` down and no scheduled outage covers ``now``."""
-        self._issuer(name)
-        return name not in self._down and not any(o.issuer == name and o.covers(now) for o in self.outages)
+        if name not in self.issuers:
+            self._issuer(name)  # raises, naming the known issuers
+        if name in self._down:
+            return False
+        for outage in self.outages:
+            if outage.issuer == name and outage.covers(now):
+                return False
+        return True
 
     def set_available(self, name: str, up: bool, now: datetime) -> list[AdviceDelivery]:
         """Bring an issuer up or down; coming up, it gets its pending advices at once."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 import tomllib
 from datetime import date, datetime
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Iterator, Literal
@@ -89,6 +90,7 @@ class CardSetError(ValueError):
         self.field = field
 
 
+@lru_cache(maxsize=4096)
 def luhn_valid(pan: str) -> bool:
     """True when ``pan`` is all ASCII digits (at least two) and its Luhn check digit is right.
 
@@ -334,7 +336,7 @@ class IssuerConfig(BaseModel):
 
     def owns(self, pan: str) -> bool:
         """True when ``pan`` falls in this issuer's BIN range."""
-        return any(pan.startswith(prefix) for prefix in self.bins)
+        return pan.startswith(self.bins)
 
 
 class CardSet(BaseModel):

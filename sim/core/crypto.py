@@ -238,6 +238,8 @@ def _derive_session_key(icc_mk: bytes, diversifier: bytes) -> bytes:
 
 def _value(icc: Mapping[str, Any], tag: str) -> bytes:
     value = icc.get(tag)
+    if type(value) is bytes:
+        return value
     if value is None and tag in _OPTIONAL_ZERO:
         return bytes(6)
     if not isinstance(value, (bytes, bytearray)):

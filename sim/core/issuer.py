@@ -68,7 +68,6 @@ Examples
 
 from __future__ import annotations
 
-import hashlib
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -206,7 +205,7 @@ class _Seen:
     """A request answered recently: when, a digest of its content, the answer given."""
 
     at: datetime
-    digest: str
+    digest: int
     answer: Message
 
 
@@ -677,11 +676,15 @@ def _seen_key(msg: Message) -> tuple[str, str, str, str]:
     return (original_mti(msg.mti), msg.fields.get("41", ""), msg.fields.get("11", ""), msg.fields.get("7", ""))
 
 
-def _digest(msg: Message) -> str:
-    """What makes a repeat the same message: type, amount, currency, PAN (hashed, not kept)."""
-    text = "|".join((original_mti(msg.mti), msg.fields.get("3", ""), msg.fields.get("4", ""),
-                     msg.fields.get("49", ""), msg.pan or "", msg.fields.get("90", "")))
-    return hashlib.sha256(text.encode("ascii", "replace")).hexdigest()
+def _digest(msg: Message) -> int:
+    """What makes a repeat the same message: type, amount, currency, PAN (hashed, not kept).
+
+    Python's keyed string hash (see :func:`sim.core.acquirer._content`): the window of
+    answers lives in one process.
+    """
+    fields = msg.fields
+    return hash((original_mti(fields["t"]), fields.get("3", ""), fields.get("4", ""), fields.get("49", ""),
+                 msg.pan or "", fields.get("90", "")))
 
 
 def _chip(msg: Message) -> bool:

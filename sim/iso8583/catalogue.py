@@ -255,6 +255,8 @@ def check_content(
     ...
     sim.iso8583.errors.MessageError: 0500 reconciliation request: field DE97 (Amount, Net Settlement) is 'X0000000000001234'; allowed: C or D, then digits
     """
+    if type(keys) is _KEYS_VIEW and _plain_content(fields):
+        keys = ()  # the usual case, told at once; otherwise the first field at fault is named
     for key in keys:
         if key in NUMERIC_FIELDS:
             value = fields.get(key)
@@ -277,6 +279,22 @@ def check_content(
     when = fields.get("7")
     if when is not None and not _is_mmddhhmmss(when):
         raise MessageError(f"{mt.mti} {mt.name}: DE7 is {when!r}; allowed: a date-time MMDDhhmmss", field="7")
+
+
+_KEYS_VIEW = type({}.keys())
+
+
+def _plain_content(fields: Fields) -> bool:
+    """True when every field of ``fields`` that must be digits (or C/D and digits) is."""
+    for key in fields.keys() & NUMERIC_FIELDS:
+        value = fields[key]
+        if not (value.isdigit() and value.isascii()):
+            return False
+    for key in fields.keys() & SIGNED_AMOUNT_FIELDS:
+        value = fields[key]
+        if not (value[:1] in ("C", "D") and value[1:].isdigit() and value.isascii()):
+            return False
+    return True
 
 
 _MMDDHHMMSS = re.compile(r"(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])(?:[01][0-9]|2[0-3])[0-5][0-9][0-5][0-9]\Z")

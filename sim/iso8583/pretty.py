@@ -13,6 +13,7 @@ Examples
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Iterator, Mapping
 
 from ..emv import tlv
@@ -27,8 +28,12 @@ _SECRET_TAGS = frozenset({"57", "5A", "9F1F", "9F20", "56", "9F6B"})
 """Tags carrying PAN or track data inside DE55."""
 
 
+@lru_cache(maxsize=4096)
 def mask_pan(pan: str) -> str:
-    """Keep the first 6 and last 4 digits; short values are masked entirely but the last 4."""
+    """Keep the first 6 and last 4 digits; short values are masked entirely but the last 4.
+
+    Remembered for the latest PANs: every decision record and journal line masks one.
+    """
     if len(pan) <= 10:
         return "*" * max(len(pan) - 4, 0) + pan[-4:]
     return pan[:6] + "*" * (len(pan) - 10) + pan[-4:]
