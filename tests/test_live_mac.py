@@ -361,3 +361,24 @@ def test_replay_gives_a_redacted_request_a_mac_the_core_judges_as_at_receipt(ver
         assert verify(Message(restored), MAC, key) is MacResult.MISMATCH  # the track was cut: why it is not checked
     else:
         assert verify(Message(restored), MAC, key) is at_receipt
+
+
+@pytest.mark.parametrize("track_tag", [None, "57", "9F6B"])
+def test_redaction_with_the_cores_decoded_chip_data_equals_redaction_on_its_own(track_tag: str | None) -> None:
+    """The host hands the redaction the DE55 objects the core decoded; what is stored is the same
+    as when the redaction decodes DE55 itself, and track tags are gone either way."""
+    from sim.emv import tlv
+
+    sale = chip_sale("healthy", 1234, stan=7, when=datetime(2026, 11, 30, 10), card_set=CARDS)
+    fields = {k: v for k, v in sale.fields.items() if k not in ("p", "1")}
+    if track_tag is not None:
+        objects = tlv.decode(bytes.fromhex(fields["55"]))
+        objects[track_tag] = bytes.fromhex("4761739001010010D28122011234567899")
+        fields["55"] = tlv.encode(objects).hex().upper()
+    result = core_answer(Host(cards=CARDS), dict(fields), datetime(2026, 11, 30, 10))
+    assert result.icc is not None and (track_tag is None or track_tag in result.icc)
+    shared, alone = redact_request(fields, CARDS, icc=result.icc), redact_request(fields, CARDS)
+    assert shared == alone
+    assert shared.changed is (track_tag is not None)
+    kept = tlv.decode(bytes.fromhex(shared.fields["55"]))
+    assert track_tag not in kept and "9F26" in kept

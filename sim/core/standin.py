@@ -279,6 +279,8 @@ class StandIn:
 
     def outbox(self, issuer: str) -> list[Message]:
         """What to send ``issuer`` now, oldest first, each as original or repeat as its history says."""
+        if not self._queue:
+            return []
         return [p.form() for p in self._queue.values() if p.issuer == issuer]
 
     def mark_sent(self, advice: Message) -> None:

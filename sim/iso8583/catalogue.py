@@ -284,15 +284,20 @@ def check_content(
 _KEYS_VIEW = type({}.keys())
 
 
+_CONTENT_KIND = {**{k: "n" for k in NUMERIC_FIELDS}, **{k: "x+n" for k in SIGNED_AMOUNT_FIELDS}}
+
+
 def _plain_content(fields: Fields) -> bool:
     """True when every field of ``fields`` that must be digits (or C/D and digits) is."""
-    for key in fields.keys() & NUMERIC_FIELDS:
-        value = fields[key]
-        if not (value.isdigit() and value.isascii()):
-            return False
-    for key in fields.keys() & SIGNED_AMOUNT_FIELDS:
-        value = fields[key]
-        if not (value[:1] in ("C", "D") and value[1:].isdigit() and value.isascii()):
+    kind_of = _CONTENT_KIND.get
+    for key, value in fields.items():
+        kind = kind_of(key)
+        if kind is None:
+            continue
+        if kind == "n":
+            if not (value.isdigit() and value.isascii()):
+                return False
+        elif not (value[:1] in ("C", "D") and value[1:].isdigit() and value.isascii()):
             return False
     return True
 

@@ -210,6 +210,11 @@ class Message:
         return self._icc
 
     @property
+    def decoded_icc(self) -> dict[str, Any] | None:
+        """DE55 as :attr:`icc` decoded it, or ``None`` when nothing has decoded it yet (never raises)."""
+        return self._icc
+
+    @property
     def match_key(self) -> tuple[str, str, str]:
         """MTI class + DE41 + DE11: pairs a request with its response."""
         return match_key(self.fields)

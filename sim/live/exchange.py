@@ -190,11 +190,15 @@ class CoreAnswer:
     fault : str or None
         Set when the core raised (a bug in the core, not traffic): the driver then
         answered 96 itself, and says why here.
+    icc : dict or None
+        The request's DE55 objects as the core decoded them (``None``: it did not), so
+        the driver need not decode them again (:func:`~.redact.redact_request`).
     """
 
     raw: bytes
     fields: dict[str, str]
     fault: str | None = None
+    icc: dict[str, Any] | None = None
 
 
 def _fallback(request: Mapping[str, str], code: str, now: datetime) -> dict[str, str]:
@@ -230,8 +234,9 @@ def core_answer(
     with or without ``codec`` (of ``dialect``, as in :func:`decode_frame`).
     """
     fault: str | None = None
+    request = Message(fields)
     try:
-        answer = host.handle(Message(fields), now, dialect if check_mac else None, raw=raw).fields
+        answer = host.handle(request, now, dialect if check_mac else None, raw=raw).fields
     except Exception as exc:  # noqa: BLE001 - the server outlives a bug in the core
         fault = f"core raised {type(exc).__name__}: {exc}"
         answer = _fallback(fields, SYSTEM_MALFUNCTION, now)
@@ -244,7 +249,7 @@ def core_answer(
         if check_mac:
             answer = sign_fields(answer, dialect, host.mac_keys)
         encoded = encode_fields(answer, dialect) or b""
-    return CoreAnswer(encoded, answer, fault)
+    return CoreAnswer(encoded, answer, fault, request.decoded_icc)
 
 
 def plain_answer(

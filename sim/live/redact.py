@@ -128,11 +128,13 @@ def pin_block_for(outcome: str, pan: str | None, cards: CardSet) -> str:
     raise ValueError(f"PIN outcome {outcome!r}; allowed: {', '.join(PIN_OUTCOMES)}")
 
 
-def _strip_icc(value: str) -> str:
-    try:
-        objects = tlv.decode(bytes.fromhex(value))
-    except (ValueError, tlv.TlvError):
-        return value  # malformed DE55: the core answers 30 on it, the value is kept as received
+def _strip_icc(value: str, objects: Mapping[str, Any] | None = None) -> str:
+    """DE55 without its track tags; ``objects``: ``value`` already decoded (the core's)."""
+    if objects is None:
+        try:
+            objects = tlv.decode(bytes.fromhex(value))
+        except (ValueError, tlv.TlvError):
+            return value  # malformed DE55: the core answers 30 on it, the value is kept as received
     if not any(tag in objects for tag in SECRET_ICC_TAGS):
         return value
     kept = {tag: data for tag, data in objects.items() if tag not in SECRET_ICC_TAGS}
@@ -220,11 +222,15 @@ class Redacted:
     marks: dict[str, Any] = field(default_factory=dict)
 
 
-def redact_request(fields: Mapping[str, str], cards: CardSet | None, *, mac: MacResult | None = None) -> Redacted:
+def redact_request(
+    fields: Mapping[str, str], cards: CardSet | None, *, mac: MacResult | None = None,
+    icc: Mapping[str, Any] | None = None,
+) -> Redacted:
     """Strip track and PIN data from a request's fields for the replay log; see the module notes.
 
     ``mac`` is the core's verdict on the request's MAC (dialects that MAC), kept as a mark.
-    ``cards`` is only needed when the request has a PIN block.
+    ``cards`` is only needed when the request has a PIN block. ``icc``: DE55 as the core
+    decoded it (:attr:`.exchange.CoreAnswer.icc`), when it did.
     """
     marks: dict[str, Any] = {} if mac is None else {"mac": MAC_VERDICTS[mac]}
     if not ("35" in fields or "45" in fields or "52" in fields or "55" in fields):
@@ -240,7 +246,7 @@ def redact_request(fields: Mapping[str, str], cards: CardSet | None, *, mac: Mac
         added, marks["track2"] = split_track2(fields["35"], fields)
         out.update(added)
     if "55" in fields:
-        out["55"] = _strip_icc(fields["55"])
+        out["55"] = _strip_icc(fields["55"], icc)
         changed = changed or out["55"] != fields["55"]
     return Redacted(out, pin, changed, marks)
 
