@@ -9,18 +9,25 @@ from typer.testing import CliRunner
 from sim.cli import _register, app
 
 
-def test_short_bench_measures_echo_and_host_and_reports_the_ratio(tmp_path):
+def test_short_bench_measures_echo_host_and_durable_host_and_reports_the_ratios(tmp_path):
     from sim.live.bench_host import run
 
     result = run(connections=4, duration=0.7, warmup=0.3, rounds=1, work_dir=tmp_path)
     assert result.echo.completed > 0 and result.host.completed > 0
-    assert result.host.errors == 0 and set(result.host.codes) == {"00"}
-    assert result.host.p50_ms <= result.host.p99_ms <= result.host.max_ms
-    assert result.host.server_cpu_us > result.echo.server_cpu_us  # the issuer's work shows up as CPU
+    assert result.durable is not None and result.durable.completed > 0
+    for host in (result.host, result.durable):
+        assert host.errors == 0 and set(host.codes) == {"00"}
+        assert host.p50_ms <= host.p99_ms <= host.max_ms
+        assert host.server_cpu_us > result.echo.server_cpu_us  # the issuer's work shows up as CPU
     assert abs(result.ratio - result.host.rate / result.echo.rate) < 1e-9
-    # the host really booked what it approved: every measured approval is in its status counters
+    assert abs(result.durable_ratio - result.durable.rate / result.echo.rate) < 1e-9
+    # the hosts really answered what was measured; only the durable one stored events, in commit groups
     assert result.host_status["answered"] >= result.host.completed
-    assert (tmp_path / "journal.jsonl").stat().st_size > 0
+    assert result.host_status["events_stored"] is None
+    assert result.durable_status["answered"] >= result.durable.completed
+    assert result.durable_status["events_stored"] >= result.durable.completed
+    assert 0 < result.durable_status["commits"] <= result.durable_status["events_stored"]
+    assert (tmp_path / "journal.jsonl").stat().st_size > 0 and (tmp_path / "durable-journal.jsonl").stat().st_size > 0
     assert (tmp_path / "state" / "host.sqlite3").exists()
 
 
@@ -32,6 +39,7 @@ def test_cli_json_output_has_both_servers():
     data = json.loads(out.output)
     assert data["echo"]["rate"] > 0 and data["host"]["rate"] > 0
     assert data["state"] is False and data["journal"] is True and data["goal_ratio"] == 0.5
+    assert data["durable"] is None and data["durable_ratio"] is None
 
 
 def test_bench_on_a_mac_dialect_and_ascii_framing_gets_signed_approvals(tmp_path):

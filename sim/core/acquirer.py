@@ -56,7 +56,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable, Mapping, Protocol, runtime_checkable
 
-from ..iso8583.catalogue import response_mti, validate
+from ..iso8583.catalogue import response_mti
 from ..iso8583.errors import MessageError
 from ..iso8583.message import Message, response, uploaded_transaction
 from ..iso8583.pretty import mask_pan
@@ -539,7 +539,7 @@ class Acquirer:
         and the exception propagates.
         """
         try:
-            validate(msg.fields)
+            msg.checked()
             _ = msg.icc  # DE55 must be TLV before anyone acts on it
             mti = msg.original_mti
             if mti == "0800":

@@ -74,7 +74,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import Callable, Iterable
 
-from ..iso8583.catalogue import CHIP_ENTRY_MODES, MESSAGE_TYPES, original_mti, validate
+from ..iso8583.catalogue import CHIP_ENTRY_MODES, MESSAGE_TYPES, original_mti
 from ..iso8583.codes import ResponseCode, TerminalCode
 from ..iso8583.errors import MessageError
 from ..iso8583.message import Message, response
@@ -714,7 +714,7 @@ def _format_problem(msg: Message, family: str) -> tuple[str, str] | None:
     """Step 1: the first content rule ``msg`` breaks, as (DE39, reason), or ``None``."""
     fields = msg.fields
     try:
-        validate(fields)
+        msg.checked()
     except MessageError as exc:
         return RC.FORMAT_ERROR.value, str(exc)
     pan = msg.pan

@@ -261,37 +261,34 @@ class LayoutCodec:
         MessageError
             As :meth:`Dialect.encode`, naming the field pyiso8583 refused.
         """
-        data = {k: v for k, v in fields.items() if k != "p" and k != "1"}
+        data = {k: v for k, v in fields.items() if k != "p" and k != "1"} if "p" in fields or "1" in fields else fields
         keys = tuple(data)
         plan = self._plans.get(keys, False)
         if plan is False:
             return self._learn_encoding(data, keys)
         if plan is None:
             self.misses += 1
-            return self.dialect.encode(data)
-        datas = []
+            return self.dialect.encode(dict(data))
         try:
-            for key, codec in plan.order:
-                value = data[key]
-                datas.append(binascii.a2b_hex(value) if codec == HEX else value.encode(codec))
+            datas = [binascii.a2b_hex(data[key]) if codec == HEX else data[key].encode(codec) for key, codec in plan.order]
         except (ValueError, TypeError, AttributeError, LookupError):  # UnicodeError and binascii.Error are ValueErrors
             self.misses += 1
-            return self.dialect.encode(data)  # it raises naming the field, or encodes what it pads
-        pieces = plan.pieces.get(tuple([len(d) for d in datas]))
+            return self.dialect.encode(dict(data))  # it raises naming the field, or encodes what it pads
+        pieces = plan.pieces.get(tuple(map(len, datas)))
         if pieces is None:
             return self._learn_encoding(data, keys)
-        out = [pieces[0]]
-        for i, d in enumerate(datas, 1):
-            out += (d, pieces[i])
+        out: list[bytes] = [b""] * (2 * len(datas) + 1)
+        out[0::2] = pieces
+        out[1::2] = datas
         self.hits += 1
         return b"".join(out)
 
-    def _learn_encoding(self, data: dict[str, str], keys: tuple[str, ...]) -> bytes:
+    def _learn_encoding(self, data: Mapping[str, str], keys: tuple[str, ...]) -> bytes:
         self.misses += 1
         try:
             raw, encoded = iso8583.encode(dict(data), self.spec)
         except Exception:  # noqa: BLE001 -- the dialect raises it as a MessageError naming the field
-            return self.dialect.encode(data)
+            return self.dialect.encode(dict(data))
         raw = bytes(raw)
         where = spans(encoded, len(raw))
         if self._encoded >= self.capacity:

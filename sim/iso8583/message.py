@@ -73,12 +73,24 @@ class Message:
     :meth:`replace` makes a changed copy.
     """
 
-    __slots__ = ("fields", "type", "_icc")
+    __slots__ = ("fields", "type", "_icc", "_checked")
 
     def __init__(self, fields: dict[str, str], mtype: MessageType | None = None) -> None:
         self.fields = fields
         self.type = mtype if mtype is not None else MESSAGE_TYPES.get(fields.get("t", ""))
         self._icc: dict[str, Any] | None = None
+        self._checked: MessageType | None = None
+
+    def checked(self) -> MessageType:
+        """``validate(self.fields)``, worked out once per message: the acquirer and the
+        issuer both check what they are handed, and a request passes through both.
+
+        Raises :class:`MessageError` (every time) while the fields break a rule.
+        """
+        mtype = self._checked
+        if mtype is None:
+            mtype = self._checked = validate(self.fields)
+        return mtype
 
     def __repr__(self) -> str:
         from .pretty import summary

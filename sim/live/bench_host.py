@@ -4,10 +4,13 @@ What it measures
 ----------------
 Authorizations per second and latency (p50, p99, from an HdrHistogram) of a
 ``possim host`` process doing everything it does in service -- decode, the full
-issuer logic (ARQC verification, ARPC, limits, ledger), the journal, and (by default)
-the durable replay log with group commit -- driven at a fixed concurrency
-(``connections`` connections, one request in flight on each, closed loop) by
-:class:`~sim.live.client.Client` running in *this* process.
+issuer logic (ARQC verification, ARPC, limits, ledger) and the message journal --
+driven at a fixed concurrency (``connections`` connections, one request in flight on
+each, closed loop) by :class:`~sim.live.client.Client` running in *this* process.
+That is the goal's configuration ("full issuer logic, journal on"). In the same
+rounds (unless ``state`` is off) a second host also keeps the durable replay log
+(``--state``: SQLite, group commit, an fsync before each group's answers leave); its
+figure is reported beside the first, as what durability costs on this machine's disk.
 
 The baseline is a bare asyncio server in its own process that only echoes framed
 messages back (:func:`sim.live.client.echo_server`): the cost of the sockets, the
@@ -26,9 +29,9 @@ framing label): the host serves it, the client speaks it (signing requests and
 checking answers with the TEST ONLY MAC key on a dialect that MACs), and the echo
 server frames the same way.
 
-Both servers and this client share the machine's cores: on a 2-core machine the
-client's work is part of both figures. Rounds alternate echo and host; the best
-round of each counts.
+The servers and this client share the machine's cores: on a 2-core machine the
+client's work is part of every figure. Rounds take echo, host and durable host in
+turn; the best round of each counts.
 """
 
 from __future__ import annotations
@@ -84,23 +87,37 @@ class BenchResult:
     host_status: dict[str, Any] = field(default_factory=dict)
     dialect: str = "iso8583-1987-ascii"
     framing: str = "be2"
+    durable: TargetResult | None = None
+    """The host with its replay log on as well (``state``), or ``None``."""
+    durable_status: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ratio(self) -> float:
-        """Host authorizations/s over echo answers/s."""
+        """Host authorizations/s over echo answers/s: the goal's configuration (journal as asked, no replay log)."""
         return self.host.rate / self.echo.rate if self.echo.rate else 0.0
+
+    @property
+    def durable_ratio(self) -> float | None:
+        """The host with the replay log on, over echo (``None`` when not measured)."""
+        if self.durable is None or not self.echo.rate:
+            return None
+        return self.durable.rate / self.echo.rate
 
     @property
     def ok(self) -> bool:
         """The ratio meets the goal and every host answer was an approval."""
-        return self.ratio >= GOAL_RATIO and self.host.errors == 0 and set(self.host.codes) <= {"00"}
+        hosts = [self.host] + ([self.durable] if self.durable is not None else [])
+        return self.ratio >= GOAL_RATIO and all(t.errors == 0 and set(t.codes) <= {"00"} for t in hosts)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data for ``--json``."""
         out = asdict(self)
         out["echo"]["rate"] = self.echo.rate
         out["host"]["rate"] = self.host.rate
+        if self.durable is not None:
+            out["durable"]["rate"] = self.durable.rate
         out["ratio"] = self.ratio
+        out["durable_ratio"] = self.durable_ratio
         out["goal_ratio"] = GOAL_RATIO
         out["ok"] = self.ok
         return out
@@ -213,7 +230,12 @@ def run(
     dialect: str | None = None,
     framing: str = "be2",
 ) -> BenchResult:
-    """Start both servers as processes, drive each ``rounds`` times alternately, stop them by PID.
+    """Start the servers as processes, drive each ``rounds`` times in turn, stop them by PID.
+
+    The host runs with its journal (``journal``) and without the replay log: the
+    goal's configuration. With ``state``, a second host with the replay log on too is
+    measured in the same rounds (:attr:`BenchResult.durable`): every answer then waits
+    for its commit group's fsync, so that figure also depends on the disk.
 
     ``dialect`` (a built-in name or spec file; default the default dialect) and
     ``framing`` (a label such as ``be2`` or ``ascii4+tpdu``) are checked here, before
@@ -239,18 +261,24 @@ def run(
             "--framing", framing]
     if dialect is not None:
         args += ["--dialect", dialect]
-    if journal:
-        args += ["--journal", str(work / "journal.jsonl")]
-    if state:
-        args += ["--state", str(work / "state")]
     pool = request_pool()
-    host = start(args, log_dir=work)
     echo = start_command([sys.executable, "-m", "sim.live.bench_host", "--ready-file", str(work / "echo.ready.json"),
                           "--framing", framing], work / "echo.ready.json")
+    servers = {"echo": echo}
+    try:
+        servers["host"] = start(args + (["--journal", str(work / "journal.jsonl")] if journal else []), log_dir=work)
+        if state:
+            durable_args = args + (["--journal", str(work / "durable-journal.jsonl")] if journal else [])
+            servers["durable"] = start(durable_args + ["--state", str(work / "state")], log_dir=work)
+    except BaseException:
+        for proc in servers.values():
+            proc.stop()
+        raise
     best: dict[str, TargetResult] = {}
+    statuses: dict[str, dict[str, Any]] = {}
     try:
         for r in range(rounds):
-            for name, proc in (("echo", echo), ("host", host)):
+            for name, proc in servers.items():
                 if progress:
                     progress(f"round {r + 1}/{rounds}: {name}")
                 result, _cpu = run_loop(_drive(proc.port, pool, connections, warmup, duration, f"B{r:01d}{name[0].upper()}",
@@ -258,12 +286,15 @@ def run(
                 result.name = name
                 if name not in best or result.rate > best[name].rate:
                     best[name] = result
-        status = admin_call_sync(host.admin_port, {"cmd": "status"})
+        for name, proc in servers.items():
+            if name != "echo":
+                statuses[name] = admin_call_sync(proc.admin_port, {"cmd": "status"})
     finally:
-        host.stop()
-        echo.stop()
-    return BenchResult(connections, duration, rounds, loop_name(), journal, state, best["echo"], best["host"], status,
-                       wire_dialect.name, wire_framing.describe())
+        for proc in servers.values():
+            proc.stop()
+    return BenchResult(connections, duration, rounds, loop_name(), journal, state, best["echo"], best["host"],
+                       statuses["host"], wire_dialect.name, wire_framing.describe(), best.get("durable"),
+                       statuses.get("durable", {}))
 
 
 def _echo_main(argv: list[str]) -> None:

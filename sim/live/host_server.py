@@ -291,7 +291,7 @@ class HostServer:
         self.counters: dict[str, int] = {
             "connections": 0, "refused": 0, "requests": 0, "answered": 0, "format_errors": 0,
             "undecodable_closed": 0, "framing_closed": 0, "timeouts_closed": 0, "rules_applied": 0,
-            "core_faults": 0, "commit_failures": 0,
+            "core_faults": 0, "commits": 0, "commit_failures": 0,
         }
         self.loop: asyncio.AbstractEventLoop | None = None
 
@@ -543,6 +543,7 @@ class HostServer:
             return
         batch, self._batch = self._batch, []
         self._committing = True
+        self.counters["commits"] += 1
         fut = self.loop.run_in_executor(self._writer, self.store.append, [e for e, _ in batch])
         fut.add_done_callback(lambda f: self._committed(f, batch))
 

@@ -36,15 +36,14 @@ At most ``limit`` messages are kept.
 
 from __future__ import annotations
 
-import json
-import math
 import re
-from json.encoder import encode_basestring_ascii
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Mapping, TextIO
+from typing import Any, BinaryIO, Mapping
+
+import orjson
 
 from ..iso8583.dialect import Dialect
 from ..iso8583.framing import Framing
@@ -52,56 +51,18 @@ from ..iso8583.pretty import mask_pan, masked
 
 _PAN_LIKE = re.compile(r"(?<!\d)\d{12,19}(?!\d)")
 _DROPPED = ("p", "1", "55")
-_ENCODER = json.JSONEncoder(separators=(",", ":"))
-"""One encoder for every line: ``json.dumps`` with separators builds a new one per call."""
+_LINE = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
+"""orjson writes each record as one line (two lines per request: about 0.3 us each,
+where the standard library's encoder takes ten times that)."""
 
 
-def _json_str(value: object) -> str:
-    """A JSON string or null, exactly as :data:`_ENCODER` writes it (``ensure_ascii``)."""
-    return "null" if value is None else encode_basestring_ascii(value)  # type: ignore[arg-type]
+def line(record: Mapping[str, Any]) -> bytes:
+    """One journal line: ``record`` as compact JSON (UTF-8), then a newline.
 
-
-def message_line(record: Mapping[str, Any], fields: Mapping[str, str]) -> str | None:
-    """The JSON line of a message record, or ``None`` when it holds anything but plain text values.
-
-    The same characters as ``json.dumps(record | {"fields": fields}, separators=(",", ":"))``
-    (a property test holds them equal), built without walking the record generically:
-    a message line is two to three times cheaper this way, and there are two per request.
-    ``record`` holds ``conn``, ``peer``, ``dir``, ``mti``, ``de39``, ``bytes`` (then,
-    optionally, ``latency_ms``, ``rule``, ``note``) and ``time``, in that order.
-
-    >>> rec = {"conn": 1, "peer": "127.0.0.1:5", "dir": "out", "mti": "0210", "fields": {"39": "00"},
-    ...        "de39": "00", "bytes": 40, "latency_ms": 0.5, "time": "t"}
-    >>> message_line(rec, rec["fields"]) == json.dumps(rec, separators=(",", ":"))
-    True
+    >>> line({"conn": 1, "dir": "in", "latency_ms": 0.5, "fields": {"39": "00"}})
+    b'{"conn":1,"dir":"in","latency_ms":0.5,"fields":{"39":"00"}}\\n'
     """
-    esc = encode_basestring_ascii
-    parts = []
-    for key, value in fields.items():
-        if type(value) is not str or type(key) is not str:
-            return None
-        parts.append(esc(key) + ":" + esc(value))
-    for key in ("peer", "dir", "mti", "de39", "rule", "note", "time"):
-        value = record.get(key)
-        if value is not None and type(value) is not str:
-            return None
-    conn, size = record["conn"], record["bytes"]
-    if type(conn) is not int or type(size) is not int:
-        return None
-    body = ",".join(parts)
-    line = (f'{{"conn":{conn},"peer":{_json_str(record["peer"])},"dir":{_json_str(record["dir"])},'
-            f'"mti":{_json_str(record["mti"])},"fields":{{{body}}},"de39":{_json_str(record["de39"])},'
-            f'"bytes":{size}')
-    if "latency_ms" in record:
-        latency = record["latency_ms"]
-        if type(latency) is not float:
-            return None
-        line += f',"latency_ms":{float.__repr__(latency) if math.isfinite(latency) else _ENCODER.encode(latency)}'
-    if "rule" in record:
-        line += f',"rule":{_json_str(record["rule"])}'
-    if "note" in record:
-        line += f',"note":{_json_str(record["note"])}'
-    return line + f',"time":{_json_str(record["time"])}}}'
+    return orjson.dumps(record, option=_LINE)
 
 
 def scrub(text: str) -> str:
@@ -139,7 +100,7 @@ class MessageJournal:
         self.max_bytes = max_bytes
         self.keep = keep
         self.rotations = 0
-        self._file: TextIO | None = None
+        self._file: BinaryIO | None = None
         self._size = 0
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -147,13 +108,13 @@ class MessageJournal:
 
     def _open(self) -> None:
         assert self.path is not None
-        self._file = open(self.path, "a", encoding="utf-8", buffering=1 << 16)  # noqa: SIM115 - closed in close()
+        self._file = open(self.path, "ab", buffering=1 << 16)  # noqa: SIM115 - closed in close()
         self._size = self._file.tell()
 
-    def _line(self, line: str) -> None:
+    def _line(self, data: bytes) -> None:
         assert self._file is not None
-        self._file.write(line)
-        self._size += len(line)  # the lines are ASCII (ensure_ascii): characters are bytes
+        self._file.write(data)
+        self._size += len(data)
         if self.max_bytes is not None and self._size >= self.max_bytes:
             self._rotate()
 
@@ -180,8 +141,8 @@ class MessageJournal:
 
     def _write(self, record: dict[str, Any]) -> None:
         if self._file is not None:
-            record["time"] = datetime.now(timezone.utc).isoformat()
-            self._line(_ENCODER.encode(record) + "\n")
+            record["time"] = datetime.now(timezone.utc)
+            self._line(line(record))
 
     def message(
         self,
@@ -209,9 +170,8 @@ class MessageJournal:
             record["rule"] = rule
         if note is not None:
             record["note"] = scrub(note)
-        record["time"] = datetime.now(timezone.utc).isoformat()
-        line = message_line(record, shown)
-        self._line((line if line is not None else _ENCODER.encode(record)) + "\n")
+        record["time"] = datetime.now(timezone.utc)  # written as isoformat() writes it
+        self._line(line(record))
 
     def event(self, conn: int | None, peer: str | None, event: str, detail: str | None = None) -> None:
         """A connection or server event (opened, closed and why, refused, rules reloaded...)."""
