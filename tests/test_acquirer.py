@@ -358,3 +358,26 @@ def test_repeated_request_gets_the_first_answer_even_after_the_issuer_goes_down(
     assert other.response_code == "94"
     host.set_issuer_available("possim-visa-test", True, now + timedelta(minutes=1))
     assert host.balance(sale.pan) == host.cards.card("healthy").balance - 2500
+
+
+def test_repeat_of_a_chip_request_with_track_data_in_de55_is_replayed_and_other_chip_data_is_a_duplicate() -> None:
+    """REV-03 with DE55 holding track tags (57): what the window remembers leaves them out, and
+    still tells a true repeat (same chip data, other track tags) from other chip data (94)."""
+    from sim.core.host import Host
+    from sim.emv import tlv
+    from sim.iso8583.samples import sample_sale
+
+    host = Host()
+    now = datetime(2026, 11, 22, 10, 30)
+    sale = sample_sale(stan=78)
+    objects = tlv.decode(bytes.fromhex(sale.fields["55"]))
+    with_track = dict(objects, **{"57": bytes.fromhex("4761739001010010D28122011234567899")})
+    first_msg = sale.replace(DE55=tlv.encode(with_track).hex().upper())
+    first = host.handle(first_msg, now)
+    other_track = dict(objects, **{"57": bytes.fromhex("4761739001010010D28122019999999999")})
+    again = host.handle(sale.replace(DE55=tlv.encode(other_track).hex().upper()), now + timedelta(seconds=20))
+    assert (again.response_code, again.auth_code) == (first.response_code, first.auth_code)
+    assert host.acquirer.decisions[-1].reason.startswith("duplicate request: original answer replayed")
+    changed = dict(with_track, **{"9F36": b"\x00\x99"})
+    other = host.handle(sale.replace(DE55=tlv.encode(changed).hex().upper()), now + timedelta(seconds=30))
+    assert other.response_code == "94"

@@ -259,7 +259,7 @@ def _content(msg: Message) -> int:
         out.append(("35", msg.pan))
     if "55" in fields and not _TRACK_TAGS.isdisjoint(msg.icc):
         out = [(k, v) for k, v in out if k != "55"]
-        out.append(("55", sorted((t, v) for t, v in msg.icc.items() if t not in _TRACK_TAGS)))
+        out.append(("55", repr(sorted((t, v) for t, v in msg.icc.items() if t not in _TRACK_TAGS))))
     out.sort()
     return hash(tuple(out))
 
