@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import string
 
 from hypothesis import strategies as st
 from iso8583.specs import default_ascii
 
 from sim.emv import tlv
+from sim.iso8583.dialect import Dialect
 from sim.iso8583.catalogue import CHIP_ENTRY_MODES, MESSAGE_TYPES, NETWORK_CODES, NUMERIC_FIELDS, SIGNED_AMOUNT_FIELDS
 
 TEXT = string.ascii_letters + string.digits + " -./"
@@ -23,6 +25,18 @@ def _value(key: str, spec: dict) -> st.SearchStrategy[str]:
     if props["len_type"] == 0:
         return st.text(alphabet, min_size=size, max_size=size)
     return st.text(alphabet, min_size=1, max_size=min(size, 40))
+
+
+def ebcdic_binary_bitmap() -> Dialect:
+    """A dialect of EBCDIC text and lengths with binary bitmaps (a common mainframe host), for codec tests."""
+    spec = copy.deepcopy(default_ascii)
+    for props in spec.values():
+        for prop in ("data_enc", "len_enc"):
+            if props[prop] == "ascii":
+                props[prop] = "cp500"
+    for key in ("p", "1"):
+        spec[key].update(data_enc="b", max_len=8)
+    return Dialect("ebcdic-binary-bitmap", spec)
 
 
 @st.composite

@@ -13,18 +13,7 @@ from sim.iso8583.dialect import DEFAULT, Dialect
 from sim.iso8583.errors import DecodeError, MessageError
 from sim.iso8583.layout import LayoutCodec
 
-from tests.strategies import message_fields
-
-
-def _ebcdic_binary_bitmap() -> Dialect:
-    spec = copy.deepcopy(default_ascii)
-    for props in spec.values():
-        for prop in ("data_enc", "len_enc"):
-            if props[prop] == "ascii":
-                props[prop] = "cp500"
-    for key in ("p", "1"):
-        spec[key].update(data_enc="b", max_len=8)
-    return Dialect("ebcdic-binary-bitmap", spec)
+from tests.strategies import ebcdic_binary_bitmap, message_fields
 
 
 def _bcd_trace() -> Dialect:
@@ -43,7 +32,7 @@ def _nibble_pan() -> Dialect:
     return Dialect("nibble-pan", spec)
 
 
-DIALECTS = [DEFAULT, _ebcdic_binary_bitmap(), _bcd_trace(), _nibble_pan()]
+DIALECTS = [DEFAULT, ebcdic_binary_bitmap(), _bcd_trace(), _nibble_pan()]
 
 
 def _same_shape(data: st.DataObject, fields: dict[str, str]) -> dict[str, str]:

@@ -23,21 +23,11 @@ from sim.live.traffic import Traffic, load_card_set
 from sim.load.answers import VARYING, AnswerDecoder
 from sim.load.wire import RESTAMPED, TPDU, Template, WireEncoder
 
+from tests.strategies import ebcdic_binary_bitmap
+
 warnings.filterwarnings("ignore", module="pyemv")
 NOW = datetime(2026, 11, 30, 10, 0)
 CARDS = load_card_set()
-
-
-def _ebcdic_binary_bitmap() -> Dialect:
-    """EBCDIC text and lengths, binary bitmaps: a common mainframe host."""
-    spec = copy.deepcopy(default_ascii)
-    for props in spec.values():
-        for prop in ("data_enc", "len_enc"):
-            if props[prop] == "ascii":
-                props[prop] = "cp500"
-    for key in ("p", "1"):
-        spec[key].update(data_enc="b", max_len=8)
-    return Dialect("ebcdic-binary-bitmap", spec)
 
 
 def _bcd_trace() -> Dialect:
@@ -48,7 +38,7 @@ def _bcd_trace() -> Dialect:
     return Dialect("bcd-trace", spec)
 
 
-DIALECTS = [DEFAULT, _ebcdic_binary_bitmap(), _bcd_trace()]
+DIALECTS = [DEFAULT, ebcdic_binary_bitmap(), _bcd_trace()]
 FRAMINGS = [parse_framing(f) for f in ("be2", "le2", "ascii4", "be2+tpdu", "ascii4+tpdu")]
 
 

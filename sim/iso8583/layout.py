@@ -61,7 +61,7 @@ import iso8583
 
 from .dialect import DEFAULT, Dialect
 
-__all__ = ["HEX", "LayoutCodec", "data_codec", "spans"]
+__all__ = ["HEX", "LayoutCodec", "Shape", "data_codec", "spans"]
 
 HEX = "b"
 """The :func:`data_codec` of binary data: pyiso8583's ``data_enc`` ``"b"``, data as upper-case hex text."""
@@ -106,13 +106,20 @@ def spans(encoded: Mapping[str, Mapping[str, bytes]], size: int) -> dict[str, tu
     return out if pos == size else None
 
 
-class _Shape:
-    """Messages of one length whose fields' data lie in the same places."""
+class Shape:
+    """Messages of one length whose fields' data lie in the same places (shared with :mod:`sim.load.answers`)."""
 
     __slots__ = ("cuts", "reads", "known")
 
-    def __init__(self, cuts: tuple[int, ...], reads: tuple[tuple[str, int, int, str], ...]) -> None:
-        self.cuts = cuts
+    def __init__(self, size: int, reads: tuple[tuple[str, int, int, str], ...]) -> None:
+        cuts: list[int] = []
+        pos = 0
+        for _, start, end, _ in reads:  # in wire order; adjacent spans leave no frame bytes between them
+            if start > pos:
+                cuts += [pos, start]
+            pos = end
+        cuts += [pos, size]
+        self.cuts = tuple(cuts)
         """Start and end of each stretch of frame bytes, flattened: (a0, b0, a1, b1, ...)."""
         self.reads = reads
         """(field, start, end, codec) of each field read in place."""
@@ -120,6 +127,7 @@ class _Shape:
         """Frame bytes -> pyiso8583's fields of a message with that frame."""
 
     def frame(self, payload: bytes) -> bytes:
+        """The bytes of ``payload`` outside the spans read in place, joined."""
         cuts = self.cuts
         return b"".join([payload[cuts[i]:cuts[i + 1]] for i in range(0, len(cuts), 2)])
 
@@ -163,8 +171,8 @@ class LayoutCodec:
         self.spec = dialect.spec
         self.capacity = max(1, capacity)
         self.hits = self.misses = 0
-        self._shapes: dict[int, list[_Shape]] = {}
-        self._by_reads: dict[tuple[int, tuple[tuple[str, int, int, str], ...]], _Shape] = {}
+        self._shapes: dict[int, list[Shape]] = {}
+        self._by_reads: dict[tuple[int, tuple[tuple[str, int, int, str], ...]], Shape] = {}
         self._decoded = 0
         self._plans: dict[tuple[str, ...], _Plan | None] = {}
         self._encoded = 0
@@ -231,17 +239,10 @@ class LayoutCodec:
             if codec is None or payload[start:end] != encoded[key]["data"]:
                 continue
             reads.append((key, start, end, codec))
-        cuts: list[int] = []
-        pos = 0
-        for _, start, end, _ in reads:
-            if start > pos:
-                cuts += [pos, start]
-            pos = end
-        cuts += [pos, len(payload)]
         ident = (len(payload), tuple(reads))
         shape = self._by_reads.get(ident)
         if shape is None:
-            shape = _Shape(tuple(cuts), tuple(reads))
+            shape = Shape(len(payload), tuple(reads))
             self._by_reads[ident] = shape
             self._shapes.setdefault(len(payload), []).append(shape)
         frame = shape.frame(payload)

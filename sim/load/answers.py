@@ -57,6 +57,7 @@ from typing import Any
 import iso8583
 
 from ..iso8583.dialect import DEFAULT, Dialect
+from ..iso8583.layout import HEX, Shape, data_codec, spans
 
 __all__ = ["VARYING", "AnswerDecoder"]
 
@@ -78,37 +79,12 @@ def _text_codec(props: dict[str, Any]) -> str | None:
     >>> _text_codec({"data_enc": "b", "len_type": 0, "max_len": 8}) is None
     True
     """
-    codec = props.get("data_enc")
-    if not isinstance(codec, str) or codec == "b":
-        return None
-    if "left_pad" in props or "right_pad" in props or props.get("len_count", "bytes") != "bytes":
-        return None
-    return codec
+    codec = data_codec(props)
+    return None if codec == HEX else codec
 
 
 _BITMAPS = ("1", "65")
-"""Bitmap fields: they decide which fields follow, so they are never varying spans."""
-
-
-class _Layout:
-    """Answers of one length with the varying spans at the same places."""
-
-    __slots__ = ("cuts", "reads", "known")
-
-    def __init__(self, cuts: tuple[int, ...], reads: tuple[tuple[str, int, int, str], ...]) -> None:
-        self.cuts = cuts
-        """Start and end of each fixed stretch, flattened: (a0, b0, a1, b1, ...)."""
-        self.reads = reads
-        """(field, start, end, codec) of each varying span."""
-        self.known: dict[bytes, dict[str, str]] = {}
-        """Fixed part -> pyiso8583's fields of an answer with that fixed part."""
-
-    def fixed(self, payload: bytes) -> bytes:
-        """The bytes of ``payload`` outside the varying spans, joined."""
-        cuts = self.cuts
-        if len(cuts) == 4:  # the common case: one run of varying fields
-            return payload[cuts[0]:cuts[1]] + payload[cuts[2]:cuts[3]]
-        return b"".join([payload[cuts[i]:cuts[i + 1]] for i in range(0, len(cuts), 2)])
+"""Bitmaps: they decide which fields follow, so they are never varying spans."""
 
 
 class AnswerDecoder:
@@ -144,8 +120,8 @@ class AnswerDecoder:
         self.capacity = max(1, capacity)
         self.hits = self.misses = 0
         self.learning = True
-        self._layouts: dict[int, list[_Layout]] = {}
-        self._by_reads: dict[tuple[int, tuple[tuple[str, int, int, str], ...]], _Layout] = {}
+        self._layouts: dict[int, list[Shape]] = {}
+        self._by_reads: dict[tuple[int, tuple[tuple[str, int, int, str], ...]], Shape] = {}
         self._size = 0
 
     def decode(self, payload: bytes) -> dict[str, str]:
@@ -162,7 +138,7 @@ class AnswerDecoder:
                 if len(cuts) == 4:  # the usual layout: one run of varying fields (inlined: the hot path)
                     known = layout.known.get(payload[cuts[0]:cuts[1]] + payload[cuts[2]:cuts[3]])
                 else:
-                    known = layout.known.get(layout.fixed(payload))
+                    known = layout.known.get(layout.frame(payload))
                 if known is None:
                     continue
                 fields = known.copy()
@@ -193,44 +169,32 @@ class AnswerDecoder:
                 return fields
         layout = self._layout(payload, encoded)
         if layout is not None:
-            fixed = layout.fixed(payload)
+            fixed = layout.frame(payload)
             if fixed not in layout.known:
                 self._size += 1
             layout.known[fixed] = dict(fields)
         return fields
 
-    def _layout(self, payload: bytes, encoded: dict[str, Any]) -> _Layout | None:
+    def _layout(self, payload: bytes, encoded: dict[str, Any]) -> Shape | None:
         """The layout of ``payload`` (shared with earlier answers of the same shape), or None
         when pyiso8583's pieces do not add up to the payload."""
-        spans: dict[str, tuple[int, int]] = {}
-        pos = 0
-        for key, piece in encoded.items():
-            start = pos + len(piece["len"])
-            pos = start + len(piece["data"])
-            spans[key] = (start, pos)
-        if pos != len(payload):
+        where = spans(encoded, len(payload))
+        if where is None:
             return None
         reads = []
         for key in self.varying:
-            if key not in spans:
+            if key not in where:
                 continue
-            start, end = spans[key]
+            start, end = where[key]
             codec = _text_codec(self.spec.get(key, {}))
             if codec is None or end == start or payload[start:end] != encoded[key]["data"]:
                 continue
             reads.append((key, start, end, codec))
         reads.sort(key=lambda r: r[1])
-        flat: list[int] = []  # the fixed stretches between the varying spans (adjacent spans: none)
-        pos = 0
-        for _, start, end, _ in reads:
-            if start > pos:
-                flat += [pos, start]
-            pos = end
-        flat += [pos, len(payload)]
         ident = (len(payload), tuple(reads))
         layout = self._by_reads.get(ident)
         if layout is None:
-            layout = _Layout(tuple(flat), tuple(reads))
+            layout = Shape(len(payload), tuple(reads))
             self._by_reads[ident] = layout
             self._layouts.setdefault(len(payload), []).append(layout)
         return layout

@@ -51,6 +51,7 @@ import iso8583
 
 from ..iso8583.dialect import DEFAULT, Dialect
 from ..iso8583.framing import Framing
+from ..iso8583.layout import spans
 
 if TYPE_CHECKING:
     from ..live.traffic import Request
@@ -108,15 +109,9 @@ class Template:
         self.tpdu = tpdu if framing is not None and framing.tpdu else None
         raw, encoded = iso8583.encode(dict(self.fields), dialect.spec)
         self.raw = bytes(raw)
-        # Where each field starts: the running sum of pyiso8583's encoded pieces, in its order.
-        offsets: dict[str, tuple[int, int]] = {}
-        pos = 0
-        for key, piece in encoded.items():
-            start = pos + len(piece["len"])
-            pos = start + len(piece["data"])
-            offsets[key] = (start, pos)
-        if pos != len(self.raw):
-            offsets = {}  # pyiso8583 laid the bytes out otherwise than its dict says: never splice
+        # Where each field lies: the running sum of pyiso8583's encoded pieces, in its order
+        # (none when they do not add up to the bytes: then nothing is spliced).
+        offsets = spans(encoded, len(self.raw)) or {}
         self.spliced: dict[str, tuple[int, int, str]] = {}
         for key in restamp:
             if key not in offsets or key not in self.fields:
