@@ -17,9 +17,9 @@ from sim.core.host import Host
 from sim.iso8583.dialect import DEFAULT, Dialect
 from sim.iso8583.errors import DecodeError, MessageError
 from sim.iso8583.framing import parse_framing
-from sim.iso8583.message import parse
+from sim.iso8583.message import Message, parse
 from sim.live.sales import write_load_cards
-from sim.live.traffic import Traffic, load_card_set
+from sim.live.traffic import LIFTED_WINDOW_S, Traffic, load_card_set
 from sim.load.answers import VARYING, AnswerDecoder
 from sim.load.wire import RESTAMPED, TPDU, Template, WireEncoder
 
@@ -133,9 +133,30 @@ def test_write_load_cards_lifts_velocity_everywhere_and_only_funded_balances(tmp
     lifted = load_cards(write_load_cards(tmp_path / "cards.toml", velocity_count=1000, balance=10**12))
     assert [c.label for c in lifted.cards] == [c.label for c in shipped.cards]
     for before, after in zip(shipped.cards, lifted.cards):
-        assert after.velocity_count == 1000
+        assert after.velocity_count == 1000 and after.velocity_window_seconds == LIFTED_WINDOW_S
         assert after.balance == (10**12 if before.balance >= 100_000 else before.balance)
-        assert after.model_copy(update={"velocity_count": 0, "balance": 0}) == before.model_copy(update={"velocity_count": 0, "balance": 0})
+        blank = {"velocity_count": 0, "velocity_window_seconds": 1, "balance": 0}
+        assert after.model_copy(update=blank) == before.model_copy(update=blank)
+
+
+@pytest.mark.parametrize("cards", ["write_load_cards", "load_card_set"])
+def test_a_load_card_sets_approvals_leave_the_issuer_a_bounded_velocity_log(tmp_path: Path, cards: str) -> None:
+    """Soak tests approve one card thousands of times a second: the issuer remembers only the
+    approvals the card's velocity window still counts, so what it keeps stays at a second's worth."""
+    from sim.live.bench_host import request_pool
+
+    card_set = load_cards(write_load_cards(tmp_path / "c.toml")) if cards == "write_load_cards" else load_card_set()
+    host = Host(cards=card_set)
+    sale = {k: v for k, v in request_pool(1)[0].items()}
+    pan = sale["2"]
+    issuer = next(i for i in host.issuers.values() if i.card(pan) is not None)
+    now = NOW
+    for n in range(3_000):  # 600 approvals a second for five seconds
+        now += timedelta(microseconds=1_666)
+        answer = host.handle(Message({**sale, "11": f"{n % 999_999 + 1:06d}", "41": f"V{n // 500:07d}",
+                                      "7": now.strftime("%m%d%H%M%S")}), now)
+        assert answer.response_code == "00", answer.fields
+    assert len(issuer._state[pan].approvals) <= 601
 
 
 def test_bare_codec_loop_matches_every_echoed_request(tmp_path: Path) -> None:

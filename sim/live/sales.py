@@ -69,11 +69,13 @@ def write_load_cards(path: str | Path, *, velocity_count: int = 100_000_000, bal
     A benchmark or soak test measures the issuer's work, not the 21st sale of the day.
     """
     from ..core.cards import default_path
-    from .traffic import lift_card_toml
+    from .traffic import LIFTED_WINDOW_S, lift_card_toml
 
     def lift(label: str, field: str, value: int) -> int | None:
         if field == "velocity_count":
             return velocity_count
+        if field == "velocity_window_seconds":
+            return LIFTED_WINDOW_S  # the issuer keeps each approval the window counts: a second's worth
         # raise the balances of funded cards only: "insufficient-funds" must still decline 51
         return balance if value >= 100_000 else None
 

@@ -141,6 +141,12 @@ DEFAULT_CARD_MIX: Mapping[str, tuple[int, CardRole]] = {
 LIFTED_VELOCITY = 10**9
 """Approvals per window a load card set allows on an ``approve`` card."""
 
+LIFTED_WINDOW_S = 1
+"""The velocity window of an ``approve`` card in a load card set, seconds. The issuer keeps
+the time of every approval a card's window still counts, so a day's window at thousands of
+approvals a second would grow by gigabytes over a soak test; one second of them is a
+few thousand entries, and 10**9 approvals a second are never reached."""
+
 LIFTED_BALANCE = 10**15
 """Opening balance (minor units) of an ``approve`` card in a load card set."""
 
@@ -280,7 +286,8 @@ def load_card_set(cards: CardSet | None = None, card_mix: Mapping[str, tuple[int
     """The card set a load run's host uses: ``cards`` with headroom on the ``approve`` cards.
 
     Velocity and balance of every card with role ``approve`` are lifted to
-    :data:`LIFTED_VELOCITY` and :data:`LIFTED_BALANCE`; everything else (PANs, keys,
+    :data:`LIFTED_VELOCITY` approvals per :data:`LIFTED_WINDOW_S` and
+    :data:`LIFTED_BALANCE`; everything else (PANs, keys,
     status, expiry, limits, the declining cards) is the shipped data.
 
     >>> s = load_card_set()
@@ -291,14 +298,18 @@ def load_card_set(cards: CardSet | None = None, card_mix: Mapping[str, tuple[int
     _check_mix(base, card_mix)
     lifted = {label for label, (_, role) in card_mix.items() if CardRole(role) is CardRole.APPROVE}
     new = tuple(
-        c.model_copy(update={"velocity_count": LIFTED_VELOCITY, "balance": LIFTED_BALANCE}) if c.label in lifted else c
+        c.model_copy(update={"velocity_count": LIFTED_VELOCITY, "velocity_window_seconds": LIFTED_WINDOW_S,
+                             "balance": LIFTED_BALANCE}) if c.label in lifted else c
         for c in base.cards
     )
     return base.model_copy(update={"cards": new})
 
 
+_LIFTS = {"velocity_count": LIFTED_VELOCITY, "velocity_window_seconds": LIFTED_WINDOW_S, "balance": LIFTED_BALANCE}
+"""What a load card set lifts on an ``approve`` card, field by field."""
+
 _LABEL = re.compile(r'^label\s*=\s*"([^"]+)"')
-_FIELD = re.compile(r"^(velocity_count|balance)\s*=\s*(\d+)")
+_FIELD = re.compile(r"^(velocity_count|velocity_window_seconds|balance)\s*=\s*(\d+)")
 
 Lift = Callable[[str, str, int], "int | None"]
 """(card label, field ``velocity_count`` or ``balance``, value in the file) -> the new
@@ -306,7 +317,7 @@ value, or None to keep it."""
 
 
 def lift_card_toml(text: str, lift: Lift) -> str:
-    """``text`` (a card set file) with the ``velocity_count`` and ``balance`` lines ``lift`` changes.
+    """``text`` (a card set file) with the ``velocity_count``, ``velocity_window_seconds`` and ``balance`` lines ``lift`` changes.
 
     The one place a card set file is rewritten for load: only those lines change
     (each keeps what it said before in a comment), so the comments and every other
@@ -356,7 +367,7 @@ def load_card_set_toml(text: str, card_mix: Mapping[str, tuple[int, CardRole]] =
     def lift(label: str, field: str, value: int) -> int | None:
         if label not in lifted:
             return None
-        return LIFTED_VELOCITY if field == "velocity_count" else LIFTED_BALANCE
+        return _LIFTS[field]
 
     return lift_card_toml(text, lift)
 
