@@ -117,6 +117,9 @@ AC_TAGS: tuple[tuple[str, int], ...] = (
 )
 """The CDOL1 data objects the cryptogram covers, in order, with their lengths."""
 
+_AC_TAG_NAMES = tuple(tag for tag, _ in AC_TAGS)
+_AC_SIZES = [size for _, size in AC_TAGS]
+
 _OPTIONAL_ZERO = {"9F03"}
 """Tags a terminal may leave out of DE55 when zero (amount, other); read as zeros."""
 
@@ -291,6 +294,9 @@ def ac_data(cvn: int, icc: Mapping[str, Any]) -> bytes:
     CryptoError
         A tag is missing, has the wrong length, or 9F10 does not match ``cvn``.
     """
+    values = [icc.get(tag) for tag in _AC_TAG_NAMES]
+    if [len(v) if type(v) is bytes else -1 for v in values] == _AC_SIZES:  # all there, all bytes of the right size
+        return b"".join(values) + extract_cvr(cvn, _value(icc, "9F10"))
     parts = []
     for tag, size in AC_TAGS:
         value = _value(icc, tag)

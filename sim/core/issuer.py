@@ -638,7 +638,14 @@ class Issuer:
         return answer
 
     def _record(self, msg: Message, now: datetime, code: str, check: Check, reason: str, **extra: object) -> None:
-        pan = _safe(lambda: msg.pan) or ""
+        try:
+            pan = msg.pan or ""
+        except (ValueError, KeyError, IndexError):
+            pan = ""
+        try:
+            amount = msg.amount
+        except (ValueError, KeyError, IndexError):
+            amount = None
         decision = Decision(
             at=now,
             mti=msg.fields.get("t", ""),
@@ -649,7 +656,7 @@ class Issuer:
             stan=msg.fields.get("11", ""),
             transmitted=msg.fields.get("7", ""),
             pan=mask_pan(pan) if pan else "",
-            amount=_safe(lambda: msg.amount),
+            amount=amount,
             currency=msg.fields.get("49"),
             **extra,  # type: ignore[arg-type]
         )
@@ -659,13 +666,6 @@ class Issuer:
 
 
 # Helpers ----------------------------------------------------------------------------------------
-
-
-def _safe(getter: Callable[[], object]) -> object:
-    try:
-        return getter()
-    except (ValueError, KeyError, IndexError):
-        return None
 
 
 def _key(msg: Message) -> TxnKey:
