@@ -77,9 +77,11 @@ def test_encode_and_decode_equal_pyiso8583(dialect: Dialect, messages, data, cap
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(dialect=st.sampled_from(DIALECTS), fields=message_fields(), where=st.integers(0, 10_000), byte=st.integers(0, 255),
-       cut=st.integers(0, 3))
-def test_damaged_frames_of_a_known_shape_fail_as_pyiso8583_does(dialect: Dialect, fields, where: int, byte: int, cut: int) -> None:
+@given(dialect=st.sampled_from(DIALECTS), fields=message_fields(), where=st.integers(0, 10_000),
+       byte=st.integers(0, 255), cut=st.integers(0, 3))
+def test_damaged_frames_of_a_known_shape_fail_as_pyiso8583_does(
+    dialect: Dialect, fields, where: int, byte: int, cut: int,
+) -> None:
     """A frame of a shape the codec knows, with one byte changed (or bytes cut or added): the codec
     decodes it to pyiso8583's fields, or raises the DecodeError pyiso8583 raises."""
     codec = LayoutCodec(dialect)
@@ -102,7 +104,8 @@ def test_values_the_dialect_refuses_are_refused_with_its_error() -> None:
     codec = LayoutCodec(DEFAULT)
     echo = {"t": "0800", "7": "1130100000", "11": "000001", "41": "TERM0001", "70": "301"}
     codec.encode(echo)
-    for bad, field in (({**echo, "41": "TERMé001"}, "41"), ({**echo, "11": "0000011"}, "11"), ({**echo, "11": 1}, None)):
+    refused = (({**echo, "41": "TERMé001"}, "41"), ({**echo, "11": "0000011"}, "11"), ({**echo, "11": 1}, None))
+    for bad, field in refused:
         with pytest.raises(MessageError) as caught:
             codec.encode(bad)
         if field:

@@ -1,4 +1,4 @@
-"""Messages by layout: pyiso8583 lays out each shape of message once; later messages of that shape are read and written in place.
+"""Messages by layout: pyiso8583 lays out each shape of message once; the rest are read and written in place.
 
 A host decodes and encodes messages of a few dozen shapes: a chip sale, a swipe, a
 reversal, an echo and their answers, each with the same fields in the same order and
@@ -164,7 +164,8 @@ class LayoutCodec:
     One per server or connection; not thread-safe (it learns as it goes).
     """
 
-    __slots__ = ("dialect", "spec", "capacity", "hits", "misses", "_shapes", "_by_reads", "_decoded", "_plans", "_encoded")
+    __slots__ = ("dialect", "spec", "capacity", "hits", "misses",
+                 "_shapes", "_by_reads", "_decoded", "_plans", "_encoded")
 
     def __init__(self, dialect: Dialect = DEFAULT, capacity: int = 4096) -> None:
         self.dialect = dialect
@@ -271,7 +272,8 @@ class LayoutCodec:
             self.misses += 1
             return self.dialect.encode(dict(data))
         try:
-            datas = [binascii.a2b_hex(data[key]) if codec == HEX else data[key].encode(codec) for key, codec in plan.order]
+            datas = [binascii.a2b_hex(data[key]) if codec == HEX else data[key].encode(codec)
+                     for key, codec in plan.order]
         except (ValueError, TypeError, AttributeError, LookupError):  # UnicodeError and binascii.Error are ValueErrors
             self.misses += 1
             return self.dialect.encode(dict(data))  # it raises naming the field, or encodes what it pads

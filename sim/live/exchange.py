@@ -140,7 +140,10 @@ def format_error_fields(partial: Mapping[str, str], now: datetime, code: str = F
 
 
 def encode_fields(fields: Mapping[str, str], dialect: Dialect, codec: LayoutCodec | None = None) -> bytes | None:
-    """Encode a field dict, or ``None`` when the dialect refuses it (``codec``: of ``dialect``, as in :func:`decode_frame`)."""
+    """Encode a field dict, or ``None`` when the dialect refuses it.
+
+    ``codec``: of ``dialect``, as in :func:`decode_frame`.
+    """
     try:
         if codec is not None:
             return codec.encode(fields)

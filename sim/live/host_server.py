@@ -457,7 +457,8 @@ class HostServer:
             self._apply_rule(out, rule, now)
         if self.store is not None:
             self._seq += 1
-            red = redact_request(fields, self.host.cards, mac=self._mac_verdict(fields, frame.payload, result), icc=result.icc)
+            red = redact_request(fields, self.host.cards, mac=self._mac_verdict(fields, frame.payload, result),
+                                 icc=result.icc)
             stored = frame.payload if not red.changed else self._redacted_bytes(red.fields)
             event = Event(self._seq, "message", now, self.dialect.name, stored, red.pin, result.raw, result.fault,
                           json.dumps(red.marks, sort_keys=True) if red.marks else None)

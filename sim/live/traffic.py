@@ -312,12 +312,12 @@ _LABEL = re.compile(r'^label\s*=\s*"([^"]+)"')
 _FIELD = re.compile(r"^(velocity_count|velocity_window_seconds|balance)\s*=\s*(\d+)")
 
 Lift = Callable[[str, str, int], "int | None"]
-"""(card label, field ``velocity_count`` or ``balance``, value in the file) -> the new
-value, or None to keep it."""
+"""(card label, field ``velocity_count``, ``velocity_window_seconds`` or ``balance``, value
+in the file) -> the new value, or None to keep it."""
 
 
 def lift_card_toml(text: str, lift: Lift) -> str:
-    """``text`` (a card set file) with the ``velocity_count``, ``velocity_window_seconds`` and ``balance`` lines ``lift`` changes.
+    """``text`` (a card set file) with the velocity and ``balance`` lines ``lift`` changes.
 
     The one place a card set file is rewritten for load: only those lines change
     (each keeps what it said before in a comment), so the comments and every other
