@@ -132,3 +132,19 @@ def test_a_stream_of_one_shape_is_laid_out_once_and_memory_is_bounded() -> None:
         codec.decode(codec.encode({**sale, "2": pan[:19], "41": f"T{n:07d}"}))
     assert sum(len(s.known) for shapes in codec._shapes.values() for s in shapes) <= 8
     assert sum(1 + len(p.pieces) for p in codec._plans.values() if p) <= 8 + 1
+
+
+def test_many_shapes_of_one_length_are_not_all_remembered() -> None:
+    """A peer sending one length in many shapes (characters moved between DE44 and DE48): the codec
+    keeps a few shapes of that length, and still decodes every message as pyiso8583 does."""
+    from sim.iso8583.layout import SHAPES_PER_LENGTH
+
+    codec = LayoutCodec(DEFAULT)
+    base = {"t": "0800", "7": "1130100000", "11": "000001", "70": "301"}
+    raws = []
+    for n in range(1, 26):  # DE44 (LLVAR) and DE48 (LLLVAR) share 60 characters: same length, new layout
+        raws.append(DEFAULT.encode({**base, "44": "A" * n, "48": "B" * (60 - n)}))
+    assert len({len(r) for r in raws}) == 1
+    for raw in raws + raws:
+        assert codec.decode(raw) == DEFAULT.decode(raw)
+    assert len(codec._shapes[len(raws[0])]) == SHAPES_PER_LENGTH

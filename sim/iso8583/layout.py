@@ -36,7 +36,8 @@ prefixes and every length check from the lengths. A value that does not encode, 
 field pyiso8583 pads, goes through ``iso8583.encode``, which raises its own error.
 
 Both caches hold at most ``capacity`` shapes and start afresh when full, so memory is
-bounded whatever the traffic; a stream of one-off shapes only costs the full codec.
+bounded whatever the traffic; a stream of one-off shapes only costs the full codec. A
+message is compared with at most :data:`SHAPES_PER_LENGTH` shapes of its length.
 Tests (hypothesis) check that the codec gives exactly pyiso8583's fields and bytes,
 and fails where it fails, for several dialects.
 
@@ -61,10 +62,15 @@ import iso8583
 
 from .dialect import DEFAULT, Dialect
 
-__all__ = ["HEX", "LayoutCodec", "Shape", "data_codec", "spans"]
+__all__ = ["HEX", "SHAPES_PER_LENGTH", "LayoutCodec", "Shape", "data_codec", "spans"]
 
 HEX = "b"
 """The :func:`data_codec` of binary data: pyiso8583's ``data_enc`` ``"b"``, data as upper-case hex text."""
+
+SHAPES_PER_LENGTH = 16
+"""Shapes of one message length the codec remembers: a message is compared with each of
+them, so a peer sending messages of many shapes but one length cannot make every read
+slow (past this many, new shapes of that length go through pyiso8583 each time)."""
 
 _FRAME_KEYS = frozenset({"p", "1", "65"})
 """Bitmaps (and the extended bitmap indicator): they decide which fields follow, so they are always frame."""
@@ -243,9 +249,12 @@ class LayoutCodec:
         ident = (len(payload), tuple(reads))
         shape = self._by_reads.get(ident)
         if shape is None:
+            same_length = self._shapes.setdefault(len(payload), [])
+            if len(same_length) >= SHAPES_PER_LENGTH:
+                return
             shape = Shape(len(payload), tuple(reads))
             self._by_reads[ident] = shape
-            self._shapes.setdefault(len(payload), []).append(shape)
+            same_length.append(shape)
         frame = shape.frame(payload)
         if frame not in shape.known:
             self._decoded += 1
