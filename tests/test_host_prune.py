@@ -197,3 +197,31 @@ def test_open_batches_stay_whole_unless_told_so_an_upload_does_not_count_twice(u
     upload = batch_upload(first.replace(DE39="00"), stan=21, transmitted=at.strftime("%m%d%H%M%S"))
     assert host.handle(upload, at).response_code == "00"
     assert host.settlement.totals("TERM0001", "978").debits_count == counted
+
+
+def test_answers_kept_for_duplicates_are_capped_and_a_forgotten_repeat_is_never_booked_twice() -> None:
+    """``keep_answers`` caps the duplicate windows of the acquirer and the issuers: the latest
+    answers are replayed as ever; a repeat of one forgotten is answered 94 by the issuer's
+    ledger, and the card is debited once."""
+    from sim.iso8583.samples import sample_sale
+
+    host = Host({"acquirer": {"keep_answers": 2}, "issuer": {"keep_answers": 2}})
+    now = datetime(2026, 11, 22, 10, 30)
+    sales = [sample_sale(stan=n).replace(DE22="012", DE55=None, DE35=None) for n in (1, 2, 3)]
+    answers = [host.handle(s, now + timedelta(seconds=i)) for i, s in enumerate(sales)]
+    assert [a.response_code for a in answers] == ["00", "00", "00"]
+    assert len(host.acquirer._answers) == 2
+    assert all(len(i._seen) <= 2 for i in host.issuers.values())
+    latest = host.handle(sales[2], now + timedelta(seconds=10))
+    assert (latest.response_code, latest.auth_code) == ("00", answers[2].auth_code)  # still remembered: replayed
+    forgotten = host.handle(sales[0], now + timedelta(seconds=11))
+    assert forgotten.response_code == "94"
+    card = host.cards.card("healthy")
+    assert host.balance(card.pan) == card.balance - 3 * sales[0].amount
+
+
+@pytest.mark.parametrize("section", ["acquirer", "issuer"])
+@pytest.mark.parametrize("value", [0, -1, True, 2.5])
+def test_keep_answers_must_be_a_positive_integer(section: str, value: object) -> None:
+    with pytest.raises(ValueError, match="keep_answers.*allowed: an integer >= 1"):
+        Host({section: {"keep_answers": value}})

@@ -51,7 +51,7 @@ schedule ends even when no terminal traffic comes.
 from __future__ import annotations
 
 import re
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable, Mapping, Protocol, runtime_checkable
@@ -221,6 +221,7 @@ _DEFAULTS: dict[str, Any] = {
     "outages": (),
     "keep_records": 10_000,
     "duplicate_window_s": 900,
+    "keep_answers": None,
     "retain_s": None,
     "standin": {},
     "settlement": {},
@@ -322,7 +323,10 @@ class Acquirer:
         requests, default ``"91"``), ``outages`` (fault schedule: ``{"issuer", "start",
         "end"}`` dicts or :class:`Outage`), ``keep_records`` (how many decisions and
         deliveries to keep in memory, default 10 000), ``duplicate_window_s`` (how long an
-        answer is replayed to a duplicate request, default 900), ``retain_s`` (how long
+        answer is replayed to a duplicate request, default 900), ``keep_answers`` (at most
+        this many of those answers, the oldest forgotten first: default ``None``, the whole
+        window; a repeat of a forgotten one goes to its issuer again, whose own duplicate
+        check answers it), ``retain_s`` (how long
         :meth:`prune` keeps which issuer an authorization went to, default ``None``: keep
         all), ``standin`` and ``settlement`` (configs for the components built when none
         is passed).
@@ -365,12 +369,16 @@ class Acquirer:
         self.on_decision = on_decision
         self._down: set[str] = set()
         self._terminals: dict[str, str] = {}
-        self._routed: dict[tuple[str, str, str], tuple[str, datetime]] = {}
+        self._routed: OrderedDict[tuple[str, str, str], tuple[str, datetime]] = OrderedDict()
         """Authorization key -> the issuer it went to and when (oldest first): routes reversals without a PAN."""
         retain = cfg["retain_s"]
         self.retain = None if retain is None else timedelta(seconds=float(retain))
         self.duplicate_window = timedelta(seconds=int(cfg["duplicate_window_s"]))
-        self._answers: dict[tuple[str, str, str], tuple[int, Message, Decision, datetime]] = {}
+        keep = cfg["keep_answers"]
+        if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
+            raise ValueError(f"acquirer config 'keep_answers' is {keep!r}; allowed: an integer >= 1, or None for the whole window")
+        self.keep_answers: int | None = keep
+        self._answers: OrderedDict[tuple[str, str, str], tuple[int, Message, Decision, datetime]] = OrderedDict()
         """Request key -> hash of its content, the answer, its decision and when (oldest first)."""
         self._last: Decision | None = None
 
@@ -654,8 +662,11 @@ class Acquirer:
 
     def _remember(self, msg: Message, answer: Message, now: datetime) -> Message:
         key = _txn_key(msg)
-        if key not in self._answers and self._last is not None:
-            self._answers[key] = (_content(msg), answer, self._last, now)
+        answers = self._answers
+        if key not in answers and self._last is not None:
+            answers[key] = (_content(msg), answer, self._last, now)
+            if self.keep_answers is not None and len(answers) > self.keep_answers:
+                answers.popitem(last=False)  # the oldest: the window is in arrival order
         return answer
 
     def _forget_answers(self, now: datetime) -> None:

@@ -57,7 +57,8 @@ DEFAULT_STANDIN_LIMITS = {"EUR": 5000, "USD": 5000, "JPY": 5000, "KWD": 5000}
 
 _SECTIONS = ("acquirer", "standin", "settlement", "issuer", "mac", "prune")
 _ISSUER_KEYS = {"duplicate_window_s": "duplicate_window", "pin_try_limit": "pin_try_limit",
-               "keep_decisions": "keep_decisions", "keep_postings": "keep_postings", "retain_s": "retain"}
+               "keep_decisions": "keep_decisions", "keep_postings": "keep_postings", "keep_answers": "keep_answers",
+               "retain_s": "retain"}
 
 
 def _prune_settings(section: Mapping[str, Any] | None) -> tuple[timedelta | None, bool]:

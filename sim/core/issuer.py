@@ -68,7 +68,7 @@ Examples
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
@@ -242,6 +242,12 @@ class Issuer:
         Keep only the last N decisions in :attr:`decisions` (default: all).
     keep_postings : int, optional
         Keep only the last N postings of a ledger built here (default: all).
+    keep_answers : int, optional
+        Remember at most the last N answers for duplicates (default: every one of the
+        duplicate window). At thousands of requests a second a 15-minute window holds
+        millions; past the cap the oldest go first, and a repeat of one of them is
+        answered 94 by the ledger's duplicate check (its original is booked), never
+        booked twice.
     retain : timedelta, optional
         How long :meth:`prune` keeps a booked original after its last posting (default:
         forever). It must exceed the longest a terminal may take to repeat an advice or
@@ -261,10 +267,15 @@ class Issuer:
         on_decision: Callable[[Decision], None] | None = None,
         keep_decisions: int | None = None,
         keep_postings: int | None = None,
+        keep_answers: int | None = None,
         retain: timedelta | None = None,
     ) -> None:
         if pin_try_limit < 1:
             raise ValueError(f"pin_try_limit is {pin_try_limit}; it must be at least 1")
+        if keep_answers is not None and (isinstance(keep_answers, bool) or not isinstance(keep_answers, int)
+                                         or keep_answers < 1):
+            raise ValueError(f"keep_answers is {keep_answers!r}; allowed: an integer >= 1, or None for the whole window")
+        self.keep_answers = keep_answers
         self.config = config
         self.duplicate_window = duplicate_window
         self.pin_try_limit = pin_try_limit
@@ -275,7 +286,7 @@ class Issuer:
         self._decisions: deque[Decision] = deque(maxlen=keep_decisions)
         self._cards: dict[str, Card] = {}
         self._state: dict[str, _CardState] = {}
-        self._seen: dict[tuple[str, str, str, str], _Seen] = {}
+        self._seen: OrderedDict[tuple[str, str, str, str], _Seen] = OrderedDict()
         self._aliases: dict[TxnKey, TxnKey] = {}
         self._auth_counter = 0
         for card in cards:
@@ -424,7 +435,10 @@ class Issuer:
             answer = self._advice(msg, now)
         else:
             answer = self._reversal(msg, now)
-        self._seen[_seen_key(msg)] = _Seen(now, _digest(msg), answer)
+        seen = self._seen
+        seen[_seen_key(msg)] = _Seen(now, _digest(msg), answer)
+        if self.keep_answers is not None and len(seen) > self.keep_answers:
+            seen.popitem(last=False)  # the oldest: the window is in arrival order
         return answer
 
     # Families -----------------------------------------------------------------------------------

@@ -70,6 +70,7 @@ Totals(credits_count=0, credits_amount=0, debits_count=1, debits_amount=1250)
 
 from __future__ import annotations
 
+from collections import OrderedDict
 import csv
 import io
 from dataclasses import dataclass, replace
@@ -342,14 +343,14 @@ class Settlement:
         self.retain = None if retain is None else timedelta(seconds=retain)
         self._entries: dict[TxnKey, Entry] = {}
         self._batches: dict[tuple[str, str], list[_Batch]] = {}
-        self._reversals: dict[TxnKey, datetime] = {}
+        self._reversals: OrderedDict[TxnKey, datetime] = OrderedDict()
         """Reversal key -> when it was applied (oldest first)."""
         self._folded_days: dict[tuple[date, str, str], Totals] = {}
         """Report totals of pruned entries by business day, terminal and currency."""
         self._authorizations: set[TxnKey] = set()
         self._completions: dict[TxnKey, TxnKey] = {}
         """Completion key -> the authorization key its entry is kept under."""
-        self._answered: dict[TxnKey, tuple[datetime, dict[str, str], Message]] = {}
+        self._answered: OrderedDict[TxnKey, tuple[datetime, dict[str, str], Message]] = OrderedDict()
         """0500 key -> (received, its fields, its 0510), for the terminal that sends the same 0500 again."""
         self.reconciliations: list[Reconciliation] = []
         """Every 0500 outcome, in arrival order."""

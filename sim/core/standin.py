@@ -45,6 +45,7 @@ Examples
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Mapping
@@ -175,9 +176,9 @@ class StandIn:
         self.allow_online_pin = bool(cfg["allow_online_pin"])
         self.allow_unverified_cryptogram = bool(cfg["allow_unverified_cryptogram"])
         self._serial = 0
-        self._answers: dict[tuple[str, str, str], tuple[Message, StandInDecision, datetime]] = {}
+        self._answers: OrderedDict[tuple[str, str, str], tuple[Message, StandInDecision, datetime]] = OrderedDict()
         self._queue: dict[AdviceKey, _Pending] = {}
-        self._done: dict[AdviceKey, datetime | None] = {}
+        self._done: OrderedDict[AdviceKey, datetime | None] = OrderedDict()
         """Advices delivered, with when (in delivery order): a late repeat is not owed again."""
 
     # Decisions --------------------------------------------------------------------------

@@ -2,15 +2,21 @@
 
 The core remembers many things only while a later message may name them: answers for
 the duplicate window, routes, reversal keys, 0500 answers, stand-in approvals. Each is
-a dict filled in time order (insertion order is arrival order), so what is too old is
-at its front: :func:`forget_before` drops from there and stops at the first entry that
-is still young, never walking the rest.
+an ``OrderedDict`` filled in time order (insertion order is arrival order), so what is
+too old is at its front: :func:`forget_before` drops from there and stops at the first
+entry that is still young, never walking the rest.
+
+Why not a plain dict: a dict keeps deleted entries as holes at the front of its entry
+table until it next grows, and finding its first key walks past every hole. A window
+at its steady state deletes one entry per insertion, so with a plain dict each
+deletion walks tens of thousands of holes (33 us per insertion at 100,000 entries,
+against 0.25 us for an ``OrderedDict``).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Callable, TypeVar
+from typing import Callable, MutableMapping, TypeVar
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -18,14 +24,15 @@ V = TypeVar("V")
 __all__ = ["forget_before"]
 
 
-def forget_before(entries: dict[K, V], before: datetime, when: Callable[[V], datetime | None]) -> int:
+def forget_before(entries: MutableMapping[K, V], before: datetime, when: Callable[[V], datetime | None]) -> int:
     """Delete the entries at the front of ``entries`` dated before ``before``; return how many.
 
     ``when`` gives an entry's date; an entry without one (``None``) stops the walk, as
     a young one does: it and everything after it are kept.
 
+    >>> from collections import OrderedDict
     >>> from datetime import datetime
-    >>> seen = {"a": datetime(2026, 1, 1, 10), "b": datetime(2026, 1, 1, 11), "c": datetime(2026, 1, 1, 9)}
+    >>> seen = OrderedDict(a=datetime(2026, 1, 1, 10), b=datetime(2026, 1, 1, 11), c=datetime(2026, 1, 1, 9))
     >>> forget_before(seen, datetime(2026, 1, 1, 10, 30), lambda at: at), list(seen)
     (1, ['b', 'c'])
     """

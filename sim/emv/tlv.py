@@ -14,6 +14,8 @@ Examples
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 from functools import lru_cache
 from typing import Any, Mapping
 
@@ -48,7 +50,7 @@ TRACK_TAGS = frozenset({"56", "57", "9F1F", "9F20", "9F6B"})
 """Track 1 and 2 data, their discretionary data, and their contactless equivalents."""
 
 _DECODED_MAX = 1024
-_decodings: dict[tuple[bytes, bool], dict[str, Any]] = {}
+_decodings: OrderedDict[tuple[bytes, bool], dict[str, Any]] = OrderedDict()
 
 
 def _holds_track(objects: Mapping[str, Any]) -> bool:
@@ -77,7 +79,7 @@ def _decoded(data: bytes, flatten: bool) -> dict[str, Any]:
         raise TlvError(f"malformed TLV: {exc}") from None
     if not _holds_track(decoded):
         if len(_decodings) >= _DECODED_MAX:
-            del _decodings[next(iter(_decodings))]
+            _decodings.popitem(last=False)
         _decodings[key] = decoded
     return decoded
 

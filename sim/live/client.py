@@ -66,6 +66,7 @@ Examples
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from typing import Any, Mapping
 
 import iso8583
@@ -137,7 +138,7 @@ class Client:
         self.timeout = timeout
         self._decoder = framing.decoder()
         self._pending: dict[Key, asyncio.Future[dict[str, Any]]] = {}
-        self._expired: dict[Key, None] = {}
+        self._expired: OrderedDict[Key, None] = OrderedDict()
         self._transport: asyncio.Transport | None = None
         self._writable = asyncio.Event()
         self._writable.set()
@@ -282,7 +283,7 @@ class Client:
             del self._pending[key]
         self._expired[key] = None
         if len(self._expired) > 4096:
-            del self._expired[next(iter(self._expired))]
+            self._expired.popitem(last=False)
         fut.set_exception(error or RequestTimeout(f"no answer from {self.peer} within {limit:g} s to {mti} key {key}"))
 
     async def request(self, msg: Message, *, timeout: float | None = None) -> Message:

@@ -72,8 +72,8 @@ from .store import Event, StateError, StateStore, identity, replay
 
 
 LIVE_CORE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "issuer": {"retain_s": 3_600, "keep_decisions": 10_000, "keep_postings": 100_000},
-    "acquirer": {"retain_s": 3_600},
+    "issuer": {"retain_s": 3_600, "keep_decisions": 10_000, "keep_postings": 100_000, "keep_answers": 100_000},
+    "acquirer": {"retain_s": 3_600, "keep_answers": 100_000},
     "settlement": {"retain_s": 3_600},
     "prune": {"every_s": 60, "unsettled": False},
 }
@@ -86,7 +86,11 @@ must find what is already counted; for load tools' terminals, which never settle
 ``[prune] unsettled = true`` folds them into exact totals after ``retain_s`` too
 (``possim load`` starts its host so). What the window holds grows with the traffic
 rate: a few hundred bytes per original, so an hour at 1,000 authorizations/s is about
-1.5 GB. The admin ``booked`` command lists the latest ``keep_postings`` postings;
+1.5 GB. The answers kept for duplicate requests (REV-03, 15 minutes) are capped at
+``keep_answers`` each in the acquirer and the issuers (about 1.4 KB an answer: at 4,000
+requests/s a 15-minute window would hold 3.6 million); past the cap a repeat of a
+forgotten answer is answered 94 by the issuer's ledger, never booked twice. The admin
+``booked`` command lists the latest ``keep_postings`` postings;
 balances, holds and batch totals are exact whatever is pruned.
 """
 
@@ -95,7 +99,7 @@ def live_core_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """``config`` with :data:`LIVE_CORE_DEFAULTS` under it, key by key (the operator's values win).
 
     >>> live_core_config({"issuer": {"retain_s": 3600}})["issuer"]
-    {'retain_s': 3600, 'keep_decisions': 10000, 'keep_postings': 100000}
+    {'retain_s': 3600, 'keep_decisions': 10000, 'keep_postings': 100000, 'keep_answers': 100000}
     """
     merged = {name: dict(section) for name, section in config.items()}
     for name, defaults in LIVE_CORE_DEFAULTS.items():
