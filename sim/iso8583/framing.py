@@ -162,12 +162,21 @@ class StreamDecoder:
         return int(header)
 
     def feed(self, data: bytes) -> list[Frame]:
-        """Add received bytes; return the frames they complete, in order."""
+        """Add received bytes; return the frames they complete, in order.
+
+        The usual ``recv`` of a busy connection is exactly one whole frame with nothing
+        buffered before it: that frame is cut from ``data`` itself, without copying it
+        through the buffer.
+        """
         if self._error is not None:
             raise self._error
         buf = self._buf
-        buf += data
         framing = self._framing
+        if not buf and framing.kind == "be2" and not framing.tpdu and type(data) is bytes:
+            n = int.from_bytes(data[:2], "big")
+            if len(data) == n + 2 and 0 < n <= framing.max_length:
+                return [Frame(data[2:])]
+        buf += data
         hlen = framing.header_length
         minimum = TPDU_LEN + 1 if framing.tpdu else 1
         frames: list[Frame] = []
