@@ -62,7 +62,7 @@ from ..iso8583.message import Message, response, uploaded_transaction
 from ..iso8583.pretty import mask_pan
 from .settlement import Settlement, UploadResult
 from .standin import RETRY_CODES, StandIn
-from .windows import forget_before
+from .windows import cap, forget_before, keep_latest
 
 
 class IssuerTimeout(Exception):
@@ -374,10 +374,7 @@ class Acquirer:
         retain = cfg["retain_s"]
         self.retain = None if retain is None else timedelta(seconds=float(retain))
         self.duplicate_window = timedelta(seconds=int(cfg["duplicate_window_s"]))
-        keep = cfg["keep_answers"]
-        if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
-            raise ValueError(f"acquirer config 'keep_answers' is {keep!r}; allowed: an integer >= 1, or None for the whole window")
-        self.keep_answers: int | None = keep
+        self.keep_answers = cap("acquirer config 'keep_answers'", cfg["keep_answers"])
         self._answers: OrderedDict[tuple[str, str, str], tuple[int, Message, Decision, datetime]] = OrderedDict()
         """Request key -> hash of its content, the answer, its decision and when (oldest first)."""
         self._last: Decision | None = None
@@ -665,8 +662,7 @@ class Acquirer:
         answers = self._answers
         if key not in answers and self._last is not None:
             answers[key] = (_content(msg), answer, self._last, now)
-            if self.keep_answers is not None and len(answers) > self.keep_answers:
-                answers.popitem(last=False)  # the oldest: the window is in arrival order
+            keep_latest(answers, self.keep_answers)
         return answer
 
     def _forget_answers(self, now: datetime) -> None:

@@ -83,7 +83,7 @@ from .cards import Card, CardSet, IssuerConfig, load_cards, luhn_valid
 from .crypto import TEST_ZPK, ArqcCheck, PinResult, arpc, icc_master_key, verify_arqc, verify_pin_block
 from .ledger import Ledger, Outcome, TxnKey, TxnState
 from .money import CurrencyError, currency as lookup_currency
-from .windows import forget_before
+from .windows import cap, forget_before, keep_latest
 
 __all__ = [
     "CHECK_ORDER",
@@ -272,10 +272,7 @@ class Issuer:
     ) -> None:
         if pin_try_limit < 1:
             raise ValueError(f"pin_try_limit is {pin_try_limit}; it must be at least 1")
-        if keep_answers is not None and (isinstance(keep_answers, bool) or not isinstance(keep_answers, int)
-                                         or keep_answers < 1):
-            raise ValueError(f"keep_answers is {keep_answers!r}; allowed: an integer >= 1, or None for the whole window")
-        self.keep_answers = keep_answers
+        self.keep_answers = cap("keep_answers", keep_answers)
         self.config = config
         self.duplicate_window = duplicate_window
         self.pin_try_limit = pin_try_limit
@@ -435,10 +432,8 @@ class Issuer:
             answer = self._advice(msg, now)
         else:
             answer = self._reversal(msg, now)
-        seen = self._seen
-        seen[_seen_key(msg)] = _Seen(now, _digest(msg), answer)
-        if self.keep_answers is not None and len(seen) > self.keep_answers:
-            seen.popitem(last=False)  # the oldest: the window is in arrival order
+        self._seen[_seen_key(msg)] = _Seen(now, _digest(msg), answer)
+        keep_latest(self._seen, self.keep_answers)
         return answer
 
     # Families -----------------------------------------------------------------------------------

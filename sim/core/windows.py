@@ -21,7 +21,7 @@ from typing import Callable, MutableMapping, TypeVar
 K = TypeVar("K")
 V = TypeVar("V")
 
-__all__ = ["forget_before"]
+__all__ = ["cap", "forget_before", "keep_latest"]
 
 
 def forget_before(entries: MutableMapping[K, V], before: datetime, when: Callable[[V], datetime | None]) -> int:
@@ -45,3 +45,29 @@ def forget_before(entries: MutableMapping[K, V], before: datetime, when: Callabl
         del entries[first]
         gone += 1
     return gone
+
+
+def cap(where: str, value: object) -> int | None:
+    """``value`` as a cap on a window's entries: an integer >= 1, or ``None`` for no cap.
+
+    Raises ValueError naming ``where`` (the setting) and what is allowed.
+
+    >>> cap("keep_answers", 100), cap("keep_answers", None)
+    (100, None)
+    """
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"{where} is {value!r}; allowed: an integer >= 1, or None for the whole window")
+    return value  # type: ignore[return-value]
+
+
+def keep_latest(entries: MutableMapping[K, V], keep: int | None) -> None:
+    """Drop the oldest entries of ``entries`` (an ``OrderedDict``, oldest first) beyond ``keep``.
+
+    >>> from collections import OrderedDict
+    >>> seen = OrderedDict(a=1, b=2, c=3)
+    >>> keep_latest(seen, 2), list(seen)
+    (None, ['b', 'c'])
+    """
+    if keep is not None:
+        while len(entries) > keep:
+            del entries[next(iter(entries))]
