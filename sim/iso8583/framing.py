@@ -136,7 +136,9 @@ class StreamDecoder:
     Feed it whatever ``recv`` returned, one byte or many frames at a time; it
     returns the whole frames completed so far and keeps the rest. After a
     :class:`FramingError` the stream cannot be resynchronised: every later call
-    raises again, and the caller should drop the connection.
+    raises again, and the caller should drop the connection. The decoder keeps the
+    error's text, not the exception: a raised exception holds its traceback, whose
+    frames hold the decoder, and that cycle would wait for the cyclic collector.
     """
 
     __slots__ = ("_framing", "_buf", "_error")
@@ -144,7 +146,7 @@ class StreamDecoder:
     def __init__(self, framing: Framing) -> None:
         self._framing = framing
         self._buf = bytearray()
-        self._error: FramingError | None = None
+        self._error: str | None = None
 
     @property
     def buffered(self) -> int:
@@ -169,7 +171,7 @@ class StreamDecoder:
         through the buffer.
         """
         if self._error is not None:
-            raise self._error
+            raise FramingError(self._error)
         buf = self._buf
         framing = self._framing
         if not buf and framing.kind == "be2" and not framing.tpdu and type(data) is bytes:
@@ -185,11 +187,11 @@ class StreamDecoder:
         while end - pos >= hlen:
             n = self._length(bytes(buf[pos : pos + hlen]))
             if n > framing.max_length or n < minimum:
-                self._error = FramingError(
+                self._error = (
                     f"frame length {n} out of range; allowed: {minimum}..{framing.max_length} ({framing.describe()})"
                 )
                 del buf[:]
-                raise self._error
+                raise FramingError(self._error)
             if end - pos - hlen < n:
                 break
             start = pos + hlen

@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ..core.cards import load_cards
+from ..gc_tuning import HeapKeeper, settle_heap
 from ..core.host import Host
 from ..iso8583.dialect import DEFAULT, Dialect
 from ..iso8583.errors import WireError
@@ -298,6 +299,8 @@ class HostServer:
             "core_faults": 0, "commits": 0, "commit_failures": 0,
         }
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.heap: HeapKeeper | None = None
+        """Set by :func:`serve` (a process of its own): survivors frozen by the sweep, once a second."""
 
     # start and stop -------------------------------------------------------------------
 
@@ -397,7 +400,7 @@ class HostServer:
             self.journal.event(conn.id, conn.peer, "disconnected", str(exc) if exc else None)
 
     async def _sweep(self) -> None:
-        """Once a second: idle and partial-frame timeouts, journal flush, rules file reload."""
+        """Once a second: idle and partial-frame timeouts, journal flush, rules file reload, heap freeze."""
         s = self.settings
         while True:
             await asyncio.sleep(min(1.0, s.frame_timeout / 2, s.idle_timeout / 2))
@@ -418,6 +421,8 @@ class HostServer:
             except RuleError as exc:
                 self.journal.event(None, None, "rules not reloaded", str(exc))
                 print(f"possim host: {exc} (the rules in force stay)", file=sys.stderr)
+            if self.heap is not None:
+                self.heap.tick(time.monotonic())
 
     # one frame ------------------------------------------------------------------------
 
@@ -636,7 +641,9 @@ class HostServer:
             return {"port": self.port, "connections_open": len(self._conns), "in_flight": self.inflight,
                     "events_stored": self._seq if self.store else None, "replayed": self.replayed,
                     "dialect": self.dialect.name, "framing": self.framing.describe(),
-                    "journal_rotations": self.journal.rotations, **self.counters}
+                    "journal_rotations": self.journal.rotations,
+                    "heap_freezes": self.heap.freezes if self.heap else 0,
+                    "heap_full_collections": self.heap.full_collections if self.heap else 0, **self.counters}
 
         def rules(_req: dict[str, Any]) -> dict[str, Any]:
             return {"rules": [r.to_dict() for r in self.rules.rules], "counts": self.rules.counts()}
@@ -701,15 +708,15 @@ async def serve(settings: HostSettings, *, ready: Callable[[HostServer], None] |
     is taken out of the cyclic collector's sight and its youngest generation is let grow
     larger (:func:`sim.gc_tuning.settle_heap`): a request leaves a few dozen
     short-lived containers, nearly all freed by reference counting, and the collector
-    otherwise walks the whole long-lived heap again and again. Cycles are still
-    collected, less often.
+    otherwise walks the whole long-lived heap again and again. While serving, the sweep
+    freezes each second's survivors the same way (:class:`sim.gc_tuning.HeapKeeper`),
+    with a full collection once an hour.
     """
-    from ..gc_tuning import settle_heap
-
     server = HostServer(settings)
     server.open_state()
     await server.start()
     settle_heap()
+    server.heap = HeapKeeper(time.monotonic())
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         try:
