@@ -72,7 +72,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import Callable, Iterable
+from typing import Callable, Iterable, NamedTuple
 
 from ..iso8583.catalogue import CHIP_ENTRY_MODES, MESSAGE_TYPES, original_mti
 from ..iso8583.codes import ResponseCode, TerminalCode
@@ -151,11 +151,13 @@ _FAMILY = {
 """MTI -> how the issuer treats it; other requests in the catalogue are answered 12."""
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """Why one message got its answer: a record for logs, reports and the history checker.
 
     Holds the PAN masked, never a PIN block or track data.
+
+    A named tuple rather than a frozen dataclass: one is built for every message, and a frozen
+    dataclass sets each field through ``object.__setattr__`` (three times the cost).
     """
 
     at: datetime
