@@ -46,11 +46,10 @@ from __future__ import annotations
 
 import hmac
 import warnings
-from dataclasses import dataclass
 from datetime import date, datetime
 from enum import Enum
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 from cryptography.utils import CryptographyDeprecationWarning
 from psec import des as _des
@@ -148,9 +147,11 @@ class ArqcResult(str, Enum):
     AMOUNT_MISMATCH = "9F02 differs from DE4"
 
 
-@dataclass(frozen=True, slots=True)
-class ArqcCheck:
-    """The result of verifying one ARQC: outcome, CVN used, ATC seen, a detail for logs."""
+class ArqcCheck(NamedTuple):
+    """The result of verifying one ARQC: outcome, CVN used, ATC seen, a detail for logs.
+
+    A named tuple, as the issuer's decisions: one is made for every chip request.
+    """
 
     result: ArqcResult
     cvn: int | None = None

@@ -202,8 +202,7 @@ class _CardState:
     approvals: deque[datetime] = field(default_factory=deque)
 
 
-@dataclass(frozen=True, slots=True)
-class _Seen:
+class _Seen(NamedTuple):
     """A request answered recently: when, a digest of its content, the answer given."""
 
     at: datetime

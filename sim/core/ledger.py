@@ -69,9 +69,12 @@ class LedgerError(ValueError):
     """A call the ledger cannot honour: unknown account, an amount that is not a non-negative int."""
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class TxnKey:
-    """Identity of an original transaction: DE41 terminal id, DE11 STAN, DE7 transmission time."""
+class TxnKey(NamedTuple):
+    """Identity of an original transaction: DE41 terminal id, DE11 STAN, DE7 transmission time.
+
+    A named tuple: hashed and compared in C on every window and ledger lookup (a
+    frozen dataclass hashes through a Python ``__hash__``).
+    """
 
     terminal_id: str
     stan: str
@@ -259,9 +262,11 @@ class TxnView:
     reversed: int
 
 
-@dataclass(frozen=True, slots=True)
-class Result:
-    """What one ledger call did: its outcome, the posting it wrote (if any), the amount booked."""
+class Result(NamedTuple):
+    """What one ledger call did: its outcome, the posting it wrote (if any), the amount booked.
+
+    A named tuple, as :class:`Posting`: one comes back from every booking.
+    """
 
     outcome: Outcome
     posting: Posting | None = None
