@@ -32,7 +32,7 @@ b'\\x00\\x040800'
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from .errors import FramingError
 
@@ -45,9 +45,12 @@ DEFAULT_MAX_LENGTH = 8192
 """Largest frame accepted by default: far above any real 8583 message, far below memory trouble."""
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
-    """One delimited message: its ISO 8583 bytes and, if the framing has one, its TPDU."""
+class Frame(NamedTuple):
+    """One delimited message: its ISO 8583 bytes and, if the framing has one, its TPDU.
+
+    A named tuple: one is cut for every message received (see
+    :class:`sim.core.issuer.Decision`).
+    """
 
     payload: bytes
     tpdu: bytes | None = None

@@ -30,9 +30,8 @@ True
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 import iso8583
 
@@ -49,8 +48,7 @@ SYSTEM_MALFUNCTION = "96"
 _KEY_FIELDS = ("7", "11", "41", "70")
 
 
-@dataclass(frozen=True, slots=True)
-class Decoded:
+class Decoded(NamedTuple):
     """What could be read from one frame.
 
     Attributes
@@ -61,6 +59,8 @@ class Decoded:
         The fields decoded before the failure (all of them when complete).
     error : str or None
         Why decoding stopped.
+
+    A named tuple: one is made for every frame (see :class:`sim.core.issuer.Decision`).
     """
 
     fields: dict[str, str] | None
@@ -180,8 +180,7 @@ def sign_fields(fields: Mapping[str, str], dialect: Dialect, keys: MacKeys | Non
         return dict(fields)
 
 
-@dataclass(frozen=True, slots=True)
-class CoreAnswer:
+class CoreAnswer(NamedTuple):
     """The core's answer to one request.
 
     Attributes
@@ -196,6 +195,8 @@ class CoreAnswer:
     icc : dict or None
         The request's DE55 objects as the core decoded them (``None``: it did not), so
         the driver need not decode them again (:func:`~.redact.redact_request`).
+
+    A named tuple: one is made for every request (see :class:`sim.core.issuer.Decision`).
     """
 
     raw: bytes
