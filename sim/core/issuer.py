@@ -140,6 +140,9 @@ STATUS_CODES = {"lost": RC.LOST_CARD, "stolen": RC.STOLEN_CARD, "blocked": RC.NO
 """Card status on file -> the decline it answers."""
 
 ADVICE_APPROVED = {"00", TerminalCode.Y1.value, TerminalCode.Y3.value}
+
+_APPROVED = RC.APPROVED.value
+"""DE39 of an approval, read once: an enum's ``value`` is two Python calls, and every approval needs it twice."""
 """DE39 values in an advice that mean the transaction was approved (and must be booked)."""
 
 _FAMILY = {
@@ -473,9 +476,9 @@ class Issuer:
                 self._state[pan].approvals.append(now)
             self._auth_counter += 1
             auth_code = f"{self._auth_counter:06d}"
-            icc = {"91": self._arpc(card, msg, verified, RC.APPROVED.value)} if verified is not None else None
+            icc = {"91": self._arpc(card, msg, verified, _APPROVED)} if verified is not None else None
             return self._finish(
-                msg, now, RC.APPROVED.value, Check.APPROVED, "approved", auth_code=auth_code, icc=icc,
+                msg, now, _APPROVED, Check.APPROVED, "approved", auth_code=auth_code, icc=icc,
                 cryptogram=verified, pin=pin, ledger=result.outcome,
             )
         except _Stop as stop:
