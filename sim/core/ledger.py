@@ -294,7 +294,9 @@ class _Txn:
     currency: str
     amount: int = 0
     reversed: int = 0
-    reversals: set[TxnKey] = field(default_factory=set)
+    reversals: frozenset[TxnKey] = frozenset()
+    """The reversals seen (by their own key). Shared empty until the first: a set per
+    original would cost 216 bytes each, for the hour of originals a host keeps."""
     balance: int = 0
     held: int = 0
     last: datetime | None = None
@@ -465,7 +467,7 @@ class Ledger:
             if txn is None:
                 txn = _Txn(original, TxnState.REVERSED_UNSEEN, pan or "", currency or "")
                 self._txns[original] = txn
-            txn.reversals.add(ref)
+            txn.reversals |= {ref}
             posting = self._post(
                 Kind.REVERSAL, original, txn.pan, wanted or 0, txn.currency, 0, 0, ref, at,
                 booked=False, note="original unknown",
@@ -473,7 +475,7 @@ class Ledger:
             return Result(Outcome.UNKNOWN_ORIGINAL, posting)
         left = txn.amount - txn.reversed
         value = left if wanted is None else min(wanted, left)
-        txn.reversals.add(ref)
+        txn.reversals |= {ref}
         if value <= 0:
             return Result(Outcome.NOTHING_LEFT)
         acc = self._account(txn.pan)
