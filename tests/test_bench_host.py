@@ -34,9 +34,10 @@ def test_short_bench_measures_echo_host_and_durable_host_and_reports_the_ratios(
 def test_cli_json_output_has_both_servers():
     _register()
     out = CliRunner().invoke(app, ["bench", "host", "--connections", "2", "--duration", "0.5", "--warmup", "0.2",
-                                   "--rounds", "1", "--no-state", "--json"])
+                                   "--rounds", "1", "--no-state", "--json", "--pool", "16"])
     assert out.exit_code == 0, out.output
     data = json.loads(out.output)
+    assert data["pool"] == 16
     assert data["echo"]["rate"] > 0 and data["host"]["rate"] > 0
     assert data["state"] is False and data["journal"] is True and data["goal_ratio"] == 0.5
     assert data["durable"] is None and data["durable_ratio"] is None
@@ -60,3 +61,15 @@ def test_cli_names_a_bad_dialect_or_framing_before_starting_anything():
     assert out.exit_code == 2 and "iso8583-1987-ascii-mac" in out.output
     out = CliRunner().invoke(app, ["bench", "host", "--framing", "be4"])
     assert out.exit_code == 2 and "allowed: be2, le2, ascii4" in out.output
+
+
+def test_the_default_pool_holds_more_distinct_cryptograms_than_the_host_caches():
+    from sim.core import crypto
+    from sim.emv import tlv
+    from sim.live.bench_host import DISTINCT_POOL, request_pool
+
+    sales = request_pool(DISTINCT_POOL)
+    icc = [tlv.decode(bytes.fromhex(s["55"])) for s in sales]
+    assert len({i["9F26"] for i in icc}) == DISTINCT_POOL  # every ARQC its own
+    caches = (crypto._mac_ac, crypto._derive_session_key, crypto._arpc_1)
+    assert DISTINCT_POOL > max(max(c.cache_info().maxsize for c in caches), tlv._DECODED_MAX)

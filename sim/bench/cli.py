@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ..live.bench_host import DISTINCT_POOL
+
 bench_app = typer.Typer(help="Benchmarks, each reported as a ratio against a baseline measured in the same run.")
 console = Console()
 
@@ -76,6 +78,9 @@ def host(
     check: bool = typer.Option(False, help="Exit 1 when the ratio misses the goal or an answer was not 00."),
     dialect: Optional[str] = typer.Option(None, "--dialect", help="Built-in dialect name or a .json/.toml spec file."),
     framing: str = typer.Option("be2", "--framing", help="be2, le2 or ascii4, optionally +tpdu."),
+    pool: int = typer.Option(DISTINCT_POOL, "--pool", min=1,
+                             help="Distinct chip sales (ARQCs) the client cycles through; at the default none comes "
+                                  "round while the host still remembers its cryptography, as with real terminals."),
 ) -> None:
     """Authorizations/s and p50/p99 of possim host beside a bare echo server, driven by the same client."""
     from ..iso8583.errors import WireError
@@ -84,14 +89,14 @@ def host(
     try:
         result = run(connections, duration, warmup, rounds, journal, state,
                      progress=None if as_json else (lambda text: console.print(f"[dim]{text}[/dim]")),
-                     dialect=dialect, framing=framing)
+                     dialect=dialect, framing=framing, pool=pool)
     except WireError as exc:
         raise typer.BadParameter(str(exc), param_hint="--dialect/--framing") from None
     if as_json:
         console.print_json(json.dumps(result.as_dict()))
     else:
         table = Table(title=f"possim bench host: {result.dialect}, {result.framing}, {connections} connections, "
-                            f"{rounds} x {duration:g} s, {result.loop}, "
+                            f"{rounds} x {duration:g} s, {result.loop}, {pool:,} distinct sales, "
                             f"journal {'on' if journal else 'off'}; best round")
         for column in ("server", "answers/s", "p50 ms", "p99 ms", "max ms", "srv CPU/ans", "cli CPU/ans", "err", "DE39"):
             table.add_column(column, justify="left" if column in ("server", "DE39") else "right")

@@ -20,9 +20,17 @@ is a ratio of at least :data:`GOAL_RATIO`.
 
 Requests are chip sales with valid ARQCs on the funded cards of a load card set
 (:func:`sim.live.sales.write_load_cards`: velocity and balances lifted, so nothing
-declines after a while). ARQCs are made once for a pool of sales before timing; each
-request then takes a pool entry with its own DE41 and DE11 (the ARQC does not cover
-them), so every request is a new transaction to the host, never a duplicate.
+declines after a while). ARQCs are made once for a pool of ``pool`` distinct sales
+before timing; each request then takes a pool entry with its own DE41 and DE11 (the
+ARQC does not cover them), so every request is a new transaction to the host, never a
+duplicate. The connections start the pool at evenly spaced entries, so the host meets
+an entry again only after ``pool`` other requests. At the default
+(:data:`DISTINCT_POOL`) that is past every cache of the host's per-transaction work
+(the cryptogram's MAC, the session key, the ARPC: 256 entries each; DE55 decodings:
+1,024): the host verifies each ARQC, derives each key and decodes each DE55 as it must
+for terminals, which never send a cryptogram twice. A small pool (``--pool 64``)
+measures a host whose caches answer that work, as for a load generator that reuses a
+pool of cryptograms (the load kit's ``--pool``).
 
 ``dialect`` and ``framing`` choose the wire (any built-in dialect or spec file, any
 framing label): the host serves it, the client speaks it (signing requests and
@@ -46,6 +54,8 @@ from pathlib import Path
 from typing import Any
 
 GOAL_RATIO = 0.5
+DISTINCT_POOL = 4096
+"""Distinct sales the client cycles through by default: more than any per-transaction cache of the host holds."""
 CARD_LABELS = ("healthy", "mc-healthy", "kwd-healthy", "jpy-healthy")
 
 
@@ -90,6 +100,8 @@ class BenchResult:
     durable: TargetResult | None = None
     """The host with its replay log on as well (``state``), or ``None``."""
     durable_status: dict[str, Any] = field(default_factory=dict)
+    pool: int = DISTINCT_POOL
+    """Distinct sales (ARQCs) the client cycled through."""
 
     @property
     def ratio(self) -> float:
@@ -150,6 +162,20 @@ def process_cpu(pid: int) -> float:
         return 0.0
 
 
+def first_entry(connection: int, size: int, connections: int) -> int:
+    """The pool entry connection number ``connection`` starts at: evenly spaced, so that with
+    every connection stepping through the pool at the same pace an entry comes round again
+    only after about ``size`` requests (consecutive starts would send it ``connections``
+    times in a row).
+
+    >>> [first_entry(n, 4096, 4) for n in range(4)]
+    [0, 1024, 2048, 3072]
+    >>> [first_entry(n, 2, 4) for n in range(4)]
+    [0, 0, 1, 1]
+    """
+    return connection * size // connections
+
+
 async def _drive(port: int, pool: list[dict[str, str]], connections: int, warmup: float, duration: float,
                  tag: str, server_pid: int | None = None, dialect: Any = None,
                  framing: Any = None) -> tuple[TargetResult, float]:
@@ -172,7 +198,7 @@ async def _drive(port: int, pool: list[dict[str, str]], connections: int, warmup
         nonlocal completed, errors
         terminal = f"{tag}{n:0{8 - len(tag)}d}"
         stan = 0
-        i = n
+        i = first_entry(n, len(pool), connections)
         request = client.request_fields
         perf = time.perf_counter
         while not stop:
@@ -229,6 +255,7 @@ def run(
     progress: Any = None,
     dialect: str | None = None,
     framing: str = "be2",
+    pool: int = DISTINCT_POOL,
 ) -> BenchResult:
     """Start the servers as processes, drive each ``rounds`` times in turn, stop them by PID.
 
@@ -240,6 +267,7 @@ def run(
     ``dialect`` (a built-in name or spec file; default the default dialect) and
     ``framing`` (a label such as ``be2`` or ``ascii4+tpdu``) are checked here, before
     any process starts: :class:`~sim.iso8583.errors.WireError` names what is allowed.
+    ``pool``: distinct sales the client cycles through (see the module notes).
     """
     from .admin import admin_call_sync
     from .loop import loop_name
@@ -254,14 +282,17 @@ def run(
     wire_framing = parse_framing(framing)
     if work_dir is None:
         with tempfile.TemporaryDirectory(prefix="possim-bench-host-") as tmp:
-            return run(connections, duration, warmup, rounds, journal, state, Path(tmp), progress, dialect, framing)
+            return run(connections, duration, warmup, rounds, journal, state, Path(tmp), progress, dialect, framing,
+                       pool)
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     args = ["host", "--cards", str(write_load_cards(work / "cards.toml")), "--max-connections", str(connections + 16),
             "--framing", framing]
     if dialect is not None:
         args += ["--dialect", dialect]
-    pool = request_pool()
+    if pool < 1:
+        raise ValueError(f"pool {pool} must be >= 1 (distinct sales)")
+    sales = request_pool(pool)
     echo = start_command([sys.executable, "-m", "sim.live.bench_host", "--ready-file", str(work / "echo.ready.json"),
                           "--framing", framing], work / "echo.ready.json")
     servers = {"echo": echo}
@@ -281,7 +312,7 @@ def run(
             for name, proc in servers.items():
                 if progress:
                     progress(f"round {r + 1}/{rounds}: {name}")
-                result, _cpu = run_loop(_drive(proc.port, pool, connections, warmup, duration, f"B{r:01d}{name[0].upper()}",
+                result, _cpu = run_loop(_drive(proc.port, sales, connections, warmup, duration, f"B{r:01d}{name[0].upper()}",
                                                  proc.pid, wire_dialect, wire_framing))
                 result.name = name
                 if name not in best or result.rate > best[name].rate:
@@ -294,7 +325,7 @@ def run(
             proc.stop()
     return BenchResult(connections, duration, rounds, loop_name(), journal, state, best["echo"], best["host"],
                        statuses["host"], wire_dialect.name, wire_framing.describe(), best.get("durable"),
-                       statuses.get("durable", {}))
+                       statuses.get("durable", {}), pool)
 
 
 def _echo_main(argv: list[str]) -> None:
