@@ -259,3 +259,31 @@ def test_icc_master_key_uses_pyemv_option_a_with_the_cards_psn() -> None:
     issuer = CARDS.issuer(card.issuer)
     assert icc_master_key(issuer, card) == pyemv_kd.derive_icc_mk_a(issuer.imk, card.pan, card.psn)
     assert icc_master_key(issuer, card) != pyemv_kd.derive_icc_mk_a(issuer.imk, card.pan, "00")
+
+
+def test_pyemv_and_psec_find_triple_des_without_the_deprecation_hook() -> None:
+    import warnings
+
+    from cryptography.hazmat.decrepit.ciphers import algorithms as decrepit
+    from cryptography.hazmat.primitives.ciphers import algorithms as primitives
+    from pyemv import ac as pyemv_ac
+    from pyemv import mac as pyemv_mac
+
+    from sim.core import crypto
+
+    key = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        arpc = pyemv_ac.generate_arpc_1(key, bytes(8), b"00")
+        mac = pyemv_mac.mac_iso9797_3(key[:8], key[8:], bytes(16), 2)
+        block = psec_des.encrypt_tdes_ecb(key, bytes(8))
+    assert not [w for w in caught if "has been moved" in str(w.message)]  # the module's hook was never asked
+    # the same class computes the same bytes as a cipher built through cryptography directly
+    from cryptography.hazmat.primitives.ciphers import Cipher, modes
+
+    encryptor = Cipher(decrepit.TripleDES(key), modes.ECB()).encryptor()
+    assert block == encryptor.update(bytes(8)) + encryptor.finalize()
+    assert len(arpc) == 8 and len(mac) == 8
+    # every other name still comes from cryptography's module; a second call changes nothing
+    assert pyemv_mac._algorithms.AES is primitives.AES  # type: ignore[attr-defined]
+    assert crypto._direct_triple_des() == []
