@@ -140,10 +140,10 @@ STATUS_CODES = {"lost": RC.LOST_CARD, "stolen": RC.STOLEN_CARD, "blocked": RC.NO
 """Card status on file -> the decline it answers."""
 
 ADVICE_APPROVED = {"00", TerminalCode.Y1.value, TerminalCode.Y3.value}
+"""DE39 values in an advice that mean the transaction was approved (and must be booked)."""
 
 _APPROVED = RC.APPROVED.value
 """DE39 of an approval, read once: an enum's ``value`` is two Python calls, and every approval needs it twice."""
-"""DE39 values in an advice that mean the transaction was approved (and must be booked)."""
 
 _FAMILY = {
     "0100": "request", "0200": "request",
