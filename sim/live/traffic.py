@@ -150,6 +150,9 @@ few thousand entries, and 10**9 approvals a second are never reached."""
 LIFTED_BALANCE = 10**15
 """Opening balance (minor units) of an ``approve`` card in a load card set."""
 
+_LIFTS = {"velocity_count": LIFTED_VELOCITY, "velocity_window_seconds": LIFTED_WINDOW_S, "balance": LIFTED_BALANCE}
+"""What a load card set lifts on an ``approve`` card, field by field."""
+
 _STATUS = {"lost": ("41", "card lost"), "stolen": ("43", "card stolen"), "blocked": ("57", "card blocked")}
 
 # Sale amounts in minor units per currency: (low, high) buckets and their weights.
@@ -298,15 +301,11 @@ def load_card_set(cards: CardSet | None = None, card_mix: Mapping[str, tuple[int
     _check_mix(base, card_mix)
     lifted = {label for label, (_, role) in card_mix.items() if CardRole(role) is CardRole.APPROVE}
     new = tuple(
-        c.model_copy(update={"velocity_count": LIFTED_VELOCITY, "velocity_window_seconds": LIFTED_WINDOW_S,
-                             "balance": LIFTED_BALANCE}) if c.label in lifted else c
+        c.model_copy(update=_LIFTS) if c.label in lifted else c
         for c in base.cards
     )
     return base.model_copy(update={"cards": new})
 
-
-_LIFTS = {"velocity_count": LIFTED_VELOCITY, "velocity_window_seconds": LIFTED_WINDOW_S, "balance": LIFTED_BALANCE}
-"""What a load card set lifts on an ``approve`` card, field by field."""
 
 _LABEL = re.compile(r'^label\s*=\s*"([^"]+)"')
 _FIELD = re.compile(r"^(velocity_count|velocity_window_seconds|balance)\s*=\s*(\d+)")
