@@ -212,8 +212,7 @@ class LayoutCodec:
         if shapes is None:
             return None
         for shape in shapes:
-            cuts = shape.cuts
-            known = shape.known.get(b"".join([payload[cuts[i]:cuts[i + 1]] for i in range(0, len(cuts), 2)]))
+            known = shape.known.get(shape.frame(payload))
             if known is None:
                 continue
             fields = known.copy()
