@@ -70,9 +70,9 @@ Totals(credits_count=0, credits_amount=0, debits_count=1, debits_amount=1250)
 
 from __future__ import annotations
 
-from collections import OrderedDict
 import csv
 import io
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from enum import Enum

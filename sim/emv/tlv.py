@@ -15,7 +15,6 @@ Examples
 from __future__ import annotations
 
 from collections import OrderedDict
-
 from functools import lru_cache
 from typing import Any, Mapping
 
