@@ -261,7 +261,7 @@ def test_icc_master_key_uses_pyemv_option_a_with_the_cards_psn() -> None:
     assert icc_master_key(issuer, card) != pyemv_kd.derive_icc_mk_a(issuer.imk, card.pan, "00")
 
 
-def test_pyemv_and_psec_find_triple_des_without_the_deprecation_hook() -> None:
+def test_pyemv_and_psec_build_triple_des_without_deprecation_warnings() -> None:
     import warnings
 
     from cryptography.hazmat.decrepit.ciphers import algorithms as decrepit
@@ -277,7 +277,8 @@ def test_pyemv_and_psec_find_triple_des_without_the_deprecation_hook() -> None:
         arpc = pyemv_ac.generate_arpc_1(key, bytes(8), b"00")
         mac = pyemv_mac.mac_iso9797_3(key[:8], key[8:], bytes(16), 2)
         block = psec_des.encrypt_tdes_ecb(key, bytes(8))
-    assert not [w for w in caught if "has been moved" in str(w.message)]  # the module's hook was never asked
+    # neither the module's hook nor a one- or two-key TripleDES was asked: nothing warned at all
+    assert [str(w.message) for w in caught] == []
     # the same class computes the same bytes as a cipher built through cryptography directly
     from cryptography.hazmat.primitives.ciphers import Cipher, modes
 
@@ -286,4 +287,26 @@ def test_pyemv_and_psec_find_triple_des_without_the_deprecation_hook() -> None:
     assert len(arpc) == 8 and len(mac) == 8
     # every other name still comes from cryptography's module; a second call changes nothing
     assert pyemv_mac._algorithms.AES is primitives.AES  # type: ignore[attr-defined]
-    assert crypto._direct_triple_des() == []
+    assert crypto._direct_cipher_lookups() == []
+
+
+def test_expanded_triple_des_keys_give_the_libraries_own_ciphers() -> None:
+    """The one- and two-key TripleDES the libraries now get computes what cryptography's
+    own expansion of the same key does, for single DES (MAC chaining) and 3DES."""
+    import warnings
+
+    from cryptography.hazmat.decrepit.ciphers import algorithms as decrepit
+    from cryptography.hazmat.primitives.ciphers import Cipher, modes
+    from pyemv import mac as pyemv_mac
+
+    key = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
+    data = bytes(range(24))
+    for part in (key, key[:8], key[8:]):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            own = Cipher(decrepit.TripleDES(part), modes.CBC(bytes(8))).encryptor()
+        built = Cipher(pyemv_mac._algorithms.TripleDES(part), modes.CBC(bytes(8))).encryptor()  # type: ignore[attr-defined]
+        assert built.update(data) == own.update(data)
+    # pyemv's published vector for its ISO 9797-1 algorithm 3 MAC
+    mac = pyemv_mac.mac_iso9797_3(key, bytes.fromhex("FEDCBA98765432100123456789ABCDEF"), bytes.fromhex("1234567890ABCDEF"), 2)
+    assert mac.hex().upper() == "644AA5C915DBDAF8"
