@@ -20,6 +20,8 @@ from typing import Any, Mapping
 
 from pyemv import tlv as _tlv
 
+from .tlv_layouts import TlvLayouts
+
 
 class TlvError(ValueError):
     """TLV bytes are malformed (bad tag, length past the end), or a value is not encodable."""
@@ -29,9 +31,16 @@ def decode(data: bytes, *, flatten: bool = False) -> dict[str, Any]:
     """Decode BER-TLV bytes into ``{tag: bytes | dict}``; raises :class:`TlvError`.
 
     The result is the caller's own (a fresh dict, nested templates too), whatever
-    :func:`_decoded` remembered.
+    :func:`_decoded` remembered, or read in place from a learnt layout.
     """
-    return copy_objects(_decoded(bytes(data), flatten))
+    data = bytes(data)
+    found = _decodings.get((data, flatten))
+    if found is None:
+        fresh = _layouts.read(data)
+        if fresh is not None:
+            return fresh
+        found = _decoded(data, flatten)
+    return copy_objects(found)
 
 
 def decode_view(data: bytes) -> Mapping[str, Any]:
@@ -42,7 +51,13 @@ def decode_view(data: bytes) -> Mapping[str, Any]:
     more than the lookup. Never change what it returns; use :func:`decode` to get an
     object of one's own.
     """
-    return _decoded(bytes(data), False)
+    data = bytes(data)
+    found = _decodings.get((data, False))
+    if found is None:
+        found = _layouts.read(data)
+        if found is None:
+            found = _decoded(data, False)
+    return found
 
 
 TRACK_TAGS = frozenset({"56", "57", "9F1F", "9F20", "9F6B"})
@@ -50,6 +65,7 @@ TRACK_TAGS = frozenset({"56", "57", "9F1F", "9F20", "9F6B"})
 
 _DECODED_MAX = 1024
 _decodings: OrderedDict[tuple[bytes, bool], dict[str, Any]] = OrderedDict()
+_layouts = TlvLayouts(never=TRACK_TAGS)
 
 
 def _holds_track(objects: Mapping[str, Any]) -> bool:
@@ -66,7 +82,11 @@ def _decoded(data: bytes, flatten: bool) -> dict[str, Any]:
 
     Up to :data:`_DECODED_MAX` decodings, the oldest forgotten first. One holding
     track data (:data:`TRACK_TAGS`) is never remembered: nothing keeps track data
-    after the authorization that used it (SEC-03).
+    after the authorization that used it (SEC-03). Its layout is learnt too
+    (:mod:`.tlv_layouts`): :func:`decode` and :func:`decode_view` read data not seen
+    before but of a layout pyemv has decoded (every DE55 of one kind of terminal) in
+    place, into a dict nothing remembers, so one-off data (a cryptogram, an
+    unpredictable number) neither evicts what recurs nor costs a copy.
     """
     key = (data, flatten)
     found = _decodings.get(key)
@@ -76,6 +96,7 @@ def _decoded(data: bytes, flatten: bool) -> dict[str, Any]:
         decoded = _tlv.decode(data, flatten=flatten)
     except (_tlv.DecodeError, ValueError, IndexError, TypeError) as exc:
         raise TlvError(f"malformed TLV: {exc}") from None
+    _layouts.learn(data, decoded)
     if not _holds_track(decoded):
         if len(_decodings) >= _DECODED_MAX:
             _decodings.popitem(last=False)
