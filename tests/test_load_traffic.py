@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from sim.core import crypto
 from sim.core.cards import default_path, load_cards
 from sim.core.host import Host
-from sim.iso8583.message import parse
+from sim.iso8583.message import Message, parse
 from sim.live.traffic import (
     DEFAULT_CARD_MIX,
     KINDS,
@@ -109,6 +109,32 @@ def test_reversals_point_at_earlier_approved_sales_and_release_them() -> None:
         target = sent[(original.stan, original.transmitted)]
         assert target.expected == "00" and target.message.mti == "0200"
         assert rev.message.amount == target.message.amount
+
+
+def test_a_pooled_sales_reversal_is_the_one_reversal_builds_for_it() -> None:
+    """Reversals of pooled sales are restamped from one built per pool entry: each must be
+    exactly what :func:`reversal` makes of its own sale (DE90 naming that sale)."""
+    from sim.iso8583.message import reversal
+
+    traffic = Traffic(seed=4, cards=CARDS, pool=3, reversal_lag=8)
+    traffic.prefill(NOW)
+    sent = {}
+    checked = 0
+    now = NOW
+    for _ in range(1500):
+        now += timedelta(seconds=1)
+        request = traffic.next(now)
+        sent[request.key[1:]] = request
+        if request.kind != "reversal":
+            continue
+        assert request.template is not None
+        de90 = request.fields["90"]
+        sale = sent[("LOAD0001", de90[4:10])]
+        assert sale.fields["7"] == de90[10:20] and sale.template is not None
+        built = reversal(Message(dict(sale.fields)), stan=request.fields["11"], transmitted=now, reason="17")
+        assert dict(request.fields) == {k: v for k, v in built.fields.items() if k not in ("p", "1")}
+        checked += 1
+    assert checked > 20 and len(traffic._reversals) <= 3 * 3  # one per pooled sale (chip, tap, swipe)
 
 
 def test_expected_code_follows_the_issuer_order() -> None:

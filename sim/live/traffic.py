@@ -75,6 +75,7 @@ from __future__ import annotations
 
 import random
 import re
+from bisect import bisect
 from collections import deque
 from itertools import accumulate
 from dataclasses import dataclass
@@ -85,7 +86,7 @@ from typing import Callable, Mapping
 from ..core import crypto
 from ..core.cards import Card, CardSet, load_cards
 from ..iso8583.dialect import DEFAULT, Dialect
-from ..iso8583.message import Message, advice, network_request, reversal, transaction_request
+from ..iso8583.message import Message, OriginalData, advice, network_request, reversal, transaction_request
 
 __all__ = [
     "CardRole",
@@ -401,7 +402,8 @@ class Traffic:
         DE7, DE12 and DE13: the ARQC still verifies (it covers amount, currency,
         date, UN and ATC, not the trace number), the card's ATC repeats. This takes
         the cryptography off a load generator's hot path; the host does not check
-        ATC replay.
+        ATC replay. The reversal of such a sale is built in full once per pool entry
+        and later restamped the same way (DE11, DE7, and DE90 naming the sale).
     """
 
     def __init__(
@@ -431,6 +433,8 @@ class Traffic:
         self._rng = random.Random(seed)
         self._kinds = [k for k, w in mix.items() if w > 0]
         self._kind_cum = list(accumulate(mix[k] for k in self._kinds))
+        self._kind_total = self._kind_cum[-1] + 0.0
+        self._random = self._rng.random
         entries = [(self.cards.card(label), CardRole(role), weight) for label, (weight, role) in card_mix.items() if weight > 0]
         for card, role, _ in entries:
             if role is CardRole.APPROVE and (card.velocity_count < 10**6 or card.balance < 10**12):
@@ -454,6 +458,8 @@ class Traffic:
         self.pool = pool
         self._pools: dict[str, list[_Pooled]] = {}
         self._echo: dict[str, str] | None = None
+        self._reversals: dict[int, tuple[Mapping[str, str], dict[str, str]]] = {}
+        """id of a pooled sale's fields -> (those fields, the fields of its reversal), built once."""
         self._stamp_now: datetime | None = None
         self._stamp: tuple[str, str, str, tuple[int, int]] = ("", "", "", (0, 0))
 
@@ -634,8 +640,13 @@ class Traffic:
         return Request("echo", None, "00", None, "network management", template=self._echo, stamps=stamps)
 
     def next(self, now: datetime) -> Request:
-        """The next request, its kind drawn from the mix."""
-        return self.make(self._rng.choices(self._kinds, cum_weights=self._kind_cum)[0], now)
+        """The next request, its kind drawn from the mix.
+
+        The draw is ``random.choices(kinds, cum_weights=...)``'s own, one ``random()``
+        and a bisection, without the list it builds for one pick.
+        """
+        cum = self._kind_cum
+        return self.make(self._kinds[bisect(cum, self._random() * self._kind_total, 0, len(cum) - 1)], now)
 
     def _reversal(self, now: datetime) -> Request:
         sales = self._sales
@@ -643,8 +654,37 @@ class Traffic:
             return self.make("chip sale", now)
         # The oldest eligible sale: reversed once, then forgotten.
         sale = sales.popleft()
-        msg = reversal(sale.request.message, stan=self._next_stan(), transmitted=now, reason="17")  # 17: customer cancellation
-        return Request("reversal", msg, "00", sale.card.label, "reversal acknowledged")
+        original = sale.request
+        if original.template is None:
+            msg = reversal(original.message, stan=self._next_stan(), transmitted=now, reason="17")  # 17: customer cancellation
+            return Request("reversal", msg, "00", sale.card.label, "reversal acknowledged")
+        return self._pooled_reversal(original, sale.card, now)
+
+    def _pooled_reversal(self, original: Request, card: Card, now: datetime) -> Request:
+        """The reversal of a pooled sale, as :func:`reversal` builds it, restamped like a pooled request.
+
+        The reversal of a pool entry is built in full once; every later one differs
+        from it only in its own DE11 and DE7 and in DE90, which names the sale's DE11
+        and DE7 (MTI, acquirer and forwarder stay).
+        """
+        template = original.template
+        assert template is not None
+        stamps = original.stamps
+        stan = self._next_stan()
+        transmitted = self._stamps(now)[0]
+        known = self._reversals.get(id(template))
+        if known is None:
+            msg = reversal(original.message, stan=stan, transmitted=now, reason="17")  # 17: customer cancellation
+            fields = {k: v for k, v in msg.fields.items() if k not in ("p", "1")}
+            self._reversals[id(template)] = (template, fields)  # holds the template: its id stays its own
+            return Request("reversal", None, "00", card.label, "reversal acknowledged", template=fields,
+                           stamps={"11": fields["11"], "7": fields["7"], "90": fields["90"]})
+        fields = known[1]
+        before = OriginalData.parse(fields["90"])
+        de90 = OriginalData(before.mti, stamps.get("11") or template["11"], stamps.get("7") or template["7"],
+                            before.acquirer, before.forwarder).encode()
+        return Request("reversal", None, "00", card.label, "reversal acknowledged", template=fields,
+                       stamps={"11": f"{stan:06d}", "7": transmitted, "90": de90})
 
     def _advice(self, now: datetime) -> Request:
         card = self._rng.choice(self._approving_chip)

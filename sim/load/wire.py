@@ -58,9 +58,10 @@ if TYPE_CHECKING:
 
 __all__ = ["RESTAMPED", "TPDU", "Template", "WireEncoder"]
 
-RESTAMPED: tuple[str, ...] = ("7", "11", "12", "13")
+RESTAMPED: tuple[str, ...] = ("7", "11", "12", "13", "90")
 """Fields a pooled request changes per send: transmission date and time, trace number,
-local time, local date (all fixed-length numeric in ISO 8583:1987)."""
+local time, local date, and a reversal's original data elements (all fixed-length
+numeric in ISO 8583:1987)."""
 
 TPDU = bytes.fromhex("6000010000")
 """TPDU the load kit sends when the framing has one: ID 60, destination 0001, source 0000."""
