@@ -158,8 +158,8 @@ def test_a_load_card_sets_approvals_leave_the_issuer_a_bounded_velocity_log(tmp_
     assert len(issuer._state[pan].approvals) <= 601
 
 
-def test_bare_codec_loop_matches_every_echoed_request(tmp_path: Path) -> None:
-    """The benchmark's loop with the kit's ISO 8583 work runs clean against the echo server."""
+def test_bare_loops_match_every_echoed_request(tmp_path: Path) -> None:
+    """The benchmark's loops (the kit's writes, and with them its ISO 8583 work) run clean against the echo server."""
     import sys
 
     from sim.bench.load import _bare
@@ -168,10 +168,12 @@ def test_bare_codec_loop_matches_every_echoed_request(tmp_path: Path) -> None:
     ready = tmp_path / "echo.ready.json"
     echo = start_command([sys.executable, "-m", "sim.live.bench_host", "--ready-file", str(ready)], ready)
     try:
-        measure = _bare(echo.port, connections=2, in_flight=3, duration=1.0, codec=True)  # raises on a mismatched answer
+        measures = [_bare(echo.port, connections=2, in_flight=3, duration=1.0, name=name)  # raises on a mismatched answer
+                    for name in ("bare batched", "bare+codec")]
     finally:
         echo.stop()  # by PID
-    assert measure.requests > 100 and measure.cpu_seconds > 0
+    for measure in measures:
+        assert measure.requests > 100 and measure.cpu_seconds > 0
 
 
 # Answers: AnswerDecoder gives exactly pyiso8583's fields ---------------------------------------------
@@ -278,6 +280,7 @@ def test_bench_ratios_by_rate_and_by_cpu() -> None:
     bench = LoadBench(8, 4, 4.0)
     bench.measures = {
         "bare": Measure("bare", 60_000, 4.0, 1.0),  # 15,000/s, 16.7 us each
+        "bare batched": Measure("bare batched", 200_000, 4.0, 0.8),  # 4 us each
         "bare+codec": Measure("bare+codec", 30_000, 4.0, 0.9),  # 30 us each
         "locust echo": Measure("locust echo", 20_000, 2.0, 0.72),  # 10,000/s (a window of its own), 36 us each
     }
@@ -286,6 +289,8 @@ def test_bench_ratios_by_rate_and_by_cpu() -> None:
     assert out["ratios_by_cpu"]["locust echo / bare"] == pytest.approx((1.0 / 60_000) / (0.72 / 20_000))
     assert out["ratios_by_cpu"]["locust echo / bare+codec"] == pytest.approx(30 / 36)
     assert out["cpu_us_split"]["Locust (locust echo - bare+codec)"] == pytest.approx(6.0)
+    assert out["cpu_us_split"]["ISO 8583 work (bare+codec - bare batched)"] == pytest.approx(26.0)
+    assert out["ratios"]["locust echo / bare batched"] == pytest.approx(10_000 / 50_000)
 
 
 def test_answer_decoder_stops_learning_answers_that_never_repeat() -> None:

@@ -202,7 +202,8 @@ def load(
         table = Table(title=f"possim bench load ({connections} connections x {in_flight} in flight, {duration:g} s each)")
         for col in ("client -> target", "requests/s", "client CPU us/request", "failures", "p50 ms", "p99 ms"):
             table.add_column(col, justify="left" if col.startswith("client ->") else "right")
-        labels = {"bare": "bare gevent loop -> echo", "bare+codec": "bare loop + encode/decode -> echo",
+        labels = {"bare": "bare gevent loop -> echo", "bare batched": "bare loop, the kit's writes -> echo",
+                  "bare+codec": "bare loop, the kit's writes + ISO 8583 -> echo",
                   "locust echo": "Locust, 1 process -> echo", "locust host": "Locust, 1 process -> possim host"}
         for name, m in result.measures.items():
             table.add_row(labels[name], f"{m.rate:,.0f}", f"{m.cpu_us:,.0f}", f"{m.failures:,}",
@@ -211,9 +212,12 @@ def load(
         ratio = result.ratio("locust echo")
         mark = "[green]ok[/green]" if result.ok else "[red]below goal[/red]"
         console.print(f"Locust / bare gevent loop on the echo server = {ratio:.3f} (goal >= {GOAL_RATIO}) {mark}")
-        console.print(f"Locust / bare loop with encode+decode = {result.ratio('locust echo', 'bare+codec'):.3f}; "
-                      f"bare+codec / bare = {result.ratio('bare+codec'):.3f}")
+        console.print(f"Locust / bare loop with the kit's writes and ISO 8583 work = "
+                      f"{result.ratio('locust echo', 'bare+codec'):.3f}; bare+codec / bare = {result.ratio('bare+codec'):.3f}")
         console.print(f"by CPU per request (a core per client): Locust / bare = {result.cpu_ratio('locust echo'):.3f}, "
                       f"Locust / bare+codec = {result.cpu_ratio('locust echo', 'bare+codec'):.3f}")
+        split = result.as_dict().get("cpu_us_split", {})
+        if split:
+            console.print("Locust's CPU per request: " + ", ".join(f"{k} {v:.1f} us" for k, v in split.items()))
     if check and not result.ok:
         raise typer.Exit(1)

@@ -1,6 +1,6 @@
 """``possim bench load``: is the Locust load kit ever the bottleneck?
 
-One run, four measurements, each its own client process driving its own target at
+One run, five measurements, each its own client process driving its own target at
 the same concurrency (``connections`` TCP connections, ``in_flight`` requests in flight
 on each, closed loop), one after the other:
 
@@ -9,37 +9,42 @@ name                client                           target
 ==================  ===============================  =========================================
 ``bare``            bare gevent loop                 the bare asyncio echo server of
                     (:mod:`sim.bench.load_bare`):    ``possim bench host``
-                    pre-encoded frames, answers
-                    taken by length only
-``bare+codec``      a gevent loop doing the load     the echo server
+                    pre-encoded frames, each lane
+                    writing its own and waiting for
+                    its answer, answers taken by
+                    length only
+``bare batched``    the same frames, connections     the echo server
+                    run as the load kit's: the
+                    reader queues each answered
+                    lane's next frame, one write
+                    per ``recv``
+``bare+codec``      ``bare batched`` doing the load  the echo server
                     kit's ISO 8583 work: the next
                     request of the traffic stream,
                     its bytes spliced by
                     :mod:`sim.load.wire`, the
                     answer decoded as pyiso8583
                     does (:mod:`sim.load.answers`)
-                    and matched by key and MTI;
-                    connections run as the kit's
-                    (the reader queues each lane's
-                    next request, one write per
-                    ``recv``)
+                    and matched by key and MTI
 ``locust echo``     one Locust process (no           the echo server (``--echo-server``)
                     workers), ``RetailUser``
 ``locust host``     the same                         ``possim host`` with the load card set
 ==================  ===============================  =========================================
 
 The goal (:data:`GOAL_RATIO`): one Locust process reaches at least 80% of the bare
-loop's rate on the echo server. ``bare+codec`` does everything the Locust users do
-per request except Locust itself (events, statistics, users) and the kit's answer
-timeouts, so the gap between it and ``locust echo`` is Locust's own cost (mostly
-firing the request event into Locust's statistics), and the gap between ``bare``
-and ``bare+codec`` the ISO 8583 work (the traffic stream, splicing, decoding) and
-the connection's bookkeeping: the JSON output splits the client CPU per request
-that way (``cpu_us_split``). Every client also reports its CPU seconds in the measured window, so the CPU
-cost per request is comparable even when other work shares the machine (rates are
-not: on a 2-core machine the echo server, the client and anything else running
-share the cores); the JSON gives the ratios both ways (``ratios``: rates,
-``ratios_by_cpu``: CPU per request).
+loop's rate on the echo server -- the simplest client, ``bare``. The other two loops
+say where a Locust process's time goes, and the JSON output splits its client CPU per
+request that way (``cpu_us_split``): ``bare batched`` is the socket work the Locust
+users pay (a request costs no write and no greenlet switch of its own, so it is far
+cheaper than ``bare``'s), ``bare+codec`` minus ``bare batched`` is their ISO 8583 work
+(the traffic stream, splicing, decoding, matching), and ``locust echo`` minus
+``bare+codec`` is Locust's own cost (mostly firing the request event into Locust's
+statistics; also the users and the kit's answer timeouts). Every client also
+reports its CPU seconds in the measured window, so the CPU cost per request is
+comparable even when other work shares the machine (rates are not: on a 2-core
+machine the echo server, the client and anything else running share the cores); the
+JSON gives the ratios both ways (``ratios``: rates, ``ratios_by_cpu``: CPU per
+request).
 
 Every client is measured in its steady state, after a one-second warm-up
 (:data:`WARMUP`): the bare loops' ``--warmup``, Locust's ``--measure-after`` (counted
@@ -114,21 +119,16 @@ class LoadBench:
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"connections": self.connections, "in_flight": self.in_flight, "duration": self.duration}
         out["measures"] = {k: {**asdict(m), "rate": m.rate, "cpu_us_per_request": m.cpu_us} for k, m in self.measures.items()}
-        out["ratios"] = {
-            "locust echo / bare": self.ratio("locust echo"),
-            "locust echo / bare+codec": self.ratio("locust echo", "bare+codec"),
-            "bare+codec / bare": self.ratio("bare+codec"),
-        }
-        out["ratios_by_cpu"] = {
-            "locust echo / bare": self.cpu_ratio("locust echo"),
-            "locust echo / bare+codec": self.cpu_ratio("locust echo", "bare+codec"),
-            "bare+codec / bare": self.cpu_ratio("bare+codec"),
-        }
+        pairs = [("locust echo", "bare"), ("locust echo", "bare+codec"), ("bare+codec", "bare"),
+                 ("locust echo", "bare batched"), ("bare+codec", "bare batched")]
+        pairs = [(a, b) for a, b in pairs if a in self.measures and b in self.measures]
+        out["ratios"] = {f"{a} / {b}": self.ratio(a, b) for a, b in pairs}
+        out["ratios_by_cpu"] = {f"{a} / {b}": self.cpu_ratio(a, b) for a, b in pairs}
         cpu = {k: m.cpu_us for k, m in self.measures.items()}
-        if {"bare", "bare+codec", "locust echo"} <= set(cpu):
+        if {"bare batched", "bare+codec", "locust echo"} <= set(cpu):
             out["cpu_us_split"] = {
-                "sockets and loop (bare)": cpu["bare"],
-                "ISO 8583 work (bare+codec - bare)": cpu["bare+codec"] - cpu["bare"],
+                "sockets, the kit's way (bare batched)": cpu["bare batched"],
+                "ISO 8583 work (bare+codec - bare batched)": cpu["bare+codec"] - cpu["bare batched"],
                 "Locust (locust echo - bare+codec)": cpu["locust echo"] - cpu["bare+codec"],
             }
         out["goal"] = GOAL_RATIO
@@ -136,14 +136,18 @@ class LoadBench:
         return out
 
 
-def _bare(port: int, connections: int, in_flight: int, duration: float, codec: bool) -> Measure:
+_BARE_MODES = {"bare": [], "bare batched": ["--batched"], "bare+codec": ["--codec"]}
+"""The bare loops by name, and their :mod:`sim.bench.load_bare` options."""
+
+
+def _bare(port: int, connections: int, in_flight: int, duration: float, name: str) -> Measure:
     argv = [sys.executable, "-W", "ignore", "-m", "sim.bench.load_bare", "--port", str(port), "--connections", str(connections),
-            "--in-flight", str(in_flight), "--duration", f"{duration:g}", "--warmup", f"{WARMUP:g}"] + (["--codec"] if codec else [])
+            "--in-flight", str(in_flight), "--duration", f"{duration:g}", "--warmup", f"{WARMUP:g}", *_BARE_MODES[name]]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60)
     if done.returncode != 0:
-        raise RuntimeError(f"bare loop failed (exit {done.returncode}): {done.stderr[-2000:]}")
+        raise RuntimeError(f"{name} loop failed (exit {done.returncode}): {done.stderr[-2000:]}")
     figures = json.loads(done.stdout.strip().splitlines()[-1])
-    return Measure("bare+codec" if codec else "bare", figures["completed"], figures["seconds"], figures["cpu_seconds"])
+    return Measure(name, figures["completed"], figures["seconds"], figures["cpu_seconds"])
 
 
 def _locust(name: str, port: int, connections: int, in_flight: int, duration: float, out: Path, echo: bool) -> Measure:
@@ -164,7 +168,7 @@ def _locust(name: str, port: int, connections: int, in_flight: int, duration: fl
 
 
 def run(connections: int = 8, in_flight: int = 4, duration: float = 8.0) -> LoadBench:
-    """Start the echo server and a host, measure the four clients, stop both servers by PID."""
+    """Start the echo server and a host, measure the five clients, stop both servers by PID."""
     from ..live.process import start_command
     from ..load.cli import start_load_host
 
@@ -176,8 +180,8 @@ def run(connections: int = 8, in_flight: int = 4, duration: float = 8.0) -> Load
         host = None
         try:
             host = start_load_host(work / "host")
-            bench.measures["bare"] = _bare(echo.port, connections, in_flight, duration, codec=False)
-            bench.measures["bare+codec"] = _bare(echo.port, connections, in_flight, duration, codec=True)
+            for name in _BARE_MODES:
+                bench.measures[name] = _bare(echo.port, connections, in_flight, duration, name)
             bench.measures["locust echo"] = _locust("locust echo", echo.port, connections, in_flight, duration, work, True)
             bench.measures["locust host"] = _locust("locust host", host.port, connections, in_flight, duration, work, False)
         finally:

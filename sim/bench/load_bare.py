@@ -1,7 +1,7 @@
 """The baseline of ``possim bench load``: a bare gevent client loop, as its own process.
 
 ``python -m sim.bench.load_bare --port P [--connections C] [--in-flight K]
-[--duration S] [--warmup S] [--pool N]`` drives an echo server with C connections
+[--duration S] [--warmup S] [--pool N] [--batched | --codec]`` drives an echo server with C connections
 and K requests in flight on each, closed loop, and prints one JSON line
 ``{"completed": n, "seconds": s, "rate": r, "cpu_seconds": c, "mismatched": m}``
 counted over ``duration`` after ``warmup`` (``cpu_seconds``: this process's CPU in
@@ -12,6 +12,13 @@ requests (:class:`sim.live.traffic.Traffic`), encoded and framed once before tim
 and sent in turn; an answer is taken off the stream by its length header alone and
 releases the oldest request waiting on its connection (the echo server answers in
 order). No decoding, no key matching, no statistics, no events.
+
+``--batched`` runs each connection the load kit's way, with the same frames and
+nothing more: the reader takes each answer by its length header (checking it is the
+frame sent, as the echo server answers in order), queues that lane's
+next frame itself and sends what one ``recv``'s answers queued in one write, so a
+request costs no write and no greenlet switch of its own. This is the socket work the
+Locust users pay; what ``--codec`` adds to it is their ISO 8583 work.
 
 ``--codec`` adds what the load kit does per request, and nothing of Locust: the next
 request of the traffic stream (pooled ARQCs, restamped), its bytes from
@@ -64,7 +71,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, default=8.0)
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--pool", type=int, default=64)
-    parser.add_argument("--codec", action="store_true", help="build each request from the traffic stream and decode each answer")
+    modes = parser.add_mutually_exclusive_group()
+    modes.add_argument("--codec", action="store_true", help="build each request from the traffic stream and decode each answer")
+    modes.add_argument("--batched", action="store_true", help="the same frames, sent the load kit's way (one write per recv)")
     ns = parser.parse_args(argv)
 
     import gevent
@@ -97,6 +106,8 @@ def main(argv: list[str] | None = None) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if ns.codec:
             codec_connection(index, sock)
+        elif ns.batched:
+            batched_connection(index, sock)
         else:
             plain_connection(index, sock)
         sock.close()
@@ -133,6 +144,55 @@ def main(argv: list[str] | None = None) -> None:
         read = gevent.spawn(reader)
         lanes = [gevent.spawn(lane, index * 131 + k) for k in range(ns.in_flight)]
         gevent.joinall(lanes)
+        read.kill()
+
+    def batched_connection(index: int, sock: Any) -> None:
+        """The load kit's way of running a connection, with pre-encoded frames and answers
+        taken by length: the reader queues each answered lane's next frame and sends what
+        one ``recv``'s answers queued in one write."""
+        outbox: list[bytes] = []
+        lanes: deque[tuple[bytes, int]] = deque()  # each request in flight: its frame, the lane's next payload index
+        finished = Event()
+
+        def launch(i: int) -> None:
+            frame = payload[i % len(payload)]
+            lanes.append((frame, i + 7))
+            outbox.append(frame)
+
+        for k in range(ns.in_flight):
+            launch(index * 131 + k)
+        sock.sendall(b"".join(outbox))
+        outbox.clear()
+
+        def reader() -> None:
+            buf = b""
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return
+                buf += chunk
+                while len(buf) >= 2:
+                    n = int.from_bytes(buf[:2], "big")
+                    if len(buf) < 2 + n:
+                        break
+                    frame, following = lanes.popleft()
+                    if buf[:2 + n] != frame:  # the echo server answers in order, with the request itself
+                        mismatched[0] += 1
+                    buf = buf[2 + n:]
+                    if state["counting"]:
+                        counted[0] += 1
+                    if not state["stop"]:
+                        launch(following)
+                    elif not lanes:
+                        finished.set()
+                if outbox:
+                    data = b"".join(outbox)
+                    outbox.clear()
+                    sock.sendall(data)
+                gevent.sleep(0)  # the other connections' turn, as the kit's readers do
+
+        read = gevent.spawn(reader)
+        finished.wait(timeout=ns.warmup + ns.duration + 10)
         read.kill()
 
     def codec_connection(index: int, sock: Any) -> None:
