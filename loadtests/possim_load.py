@@ -7,7 +7,8 @@ come back in any order. Framing and dialect are the wire layer's
 (``sim.iso8583.framing``, ``sim.iso8583.dialect``); requests come from
 ``sim.live.traffic`` with the DE39 the host owes each of them, their bytes from
 ``sim.load.wire`` (pyiso8583's encoding, restamped), and answers are decoded by
-``sim.load.answers`` (exactly as pyiso8583 decodes them, each layout decoded once).
+``sim.load.answers`` (exactly as pyiso8583 decodes them, each layout decoded once;
+the key and DE39 alone read from the rest).
 A closed-model user's lanes are driven by the reader: an answer fires the request
 event and queues that lane's next request without a greenlet switch.
 
@@ -75,7 +76,7 @@ from sim.iso8583.errors import WireError
 from sim.iso8583.framing import Framing, parse_framing
 from sim.live.traffic import DEFAULT_MIX, Request, Traffic
 from sim.gc_tuning import settle_heap
-from sim.load.answers import AnswerDecoder
+from sim.load.answers import KEY_AND_CODE, AnswerDecoder
 from sim.load.wire import WireEncoder
 
 log = logging.getLogger("possim.load")
@@ -323,7 +324,8 @@ class Iso8583User(User):
         self.framing = parse_framing(getattr(opts, "framing", "be2") or "be2")
         self.dialect = resolve_dialect(getattr(opts, "dialect", None))
         self.wire = WireEncoder(self.dialect, self.framing)  # pooled requests: encoded once, restamped per send
-        self.answers = AnswerDecoder(self.dialect)  # answers: decoded once per layout, then read in place
+        # answers: decoded once per layout, then the key and DE39 read in place
+        self.answers = AnswerDecoder(self.dialect, wanted=KEY_AND_CODE)
         self.timeout = float(getattr(opts, "request_timeout", 5.0))
         self.echo = bool(getattr(opts, "echo_server", False))
         runner = environment.runner

@@ -84,6 +84,32 @@ def test_spliced_bytes_equal_a_full_pyiso8583_encode(index, dialect, framing, st
         assert set(template.spliced) == present
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    index=st.integers(0, len(TEMPLATES) - 1),
+    framing=st.sampled_from(FRAMINGS),
+    sends=st.lists(st.tuples(st.integers(0, 2), st.text("0123456789", min_size=5, max_size=7)), min_size=1, max_size=12),
+)
+def test_sends_that_share_their_times_splice_like_full_encodes(index, framing, sends) -> None:
+    """The bytes around DE11 are kept from the last send with the same times: each send,
+    whether it reuses them or not (a trace number of the wrong length), is what pyiso8583
+    makes of its own fields."""
+    fields = TEMPLATES[index]
+    template = Template(fields, DEFAULT, framing)
+    times = [datetime(2026, 11, 30, 10, 0, s) for s in range(3)]
+    for second, stan in sends:
+        when = times[second]
+        stamps = {"7": when.strftime("%m%d%H%M%S"), "11": stan, "12": when.strftime("%H%M%S"), "13": when.strftime("%m%d")}
+        values = {k: v for k, v in stamps.items() if k in fields}
+        try:
+            expected = _full({**fields, **values}, DEFAULT, framing)
+        except iso8583.EncodeError:
+            with pytest.raises(MessageError, match="11"):
+                template.frame(values)
+            continue
+        assert template.frame(values) == expected
+
+
 def test_offsets_are_pyiso8583s_own_layout() -> None:
     fields = next(t for t in TEMPLATES if "55" in t and "12" in t)
     raw, encoded = iso8583.encode(dict(fields), DEFAULT.spec)
@@ -214,6 +240,8 @@ def test_answer_decoder_gives_pyiso8583s_fields(dialect, answers, capacity) -> N
     """A stream of answers (some layouts repeated, varying fields changed or left out) through one
     decoder: every answer decodes to exactly what pyiso8583 gives, whether learnt or read in place."""
     decoder = AnswerDecoder(dialect, capacity=capacity)
+    wanted = ("t", "41", "11", "39")
+    picker = AnswerDecoder(dialect, capacity=capacity, wanted=wanted)
     raws = []
     for index, values in answers:
         try:
@@ -222,10 +250,13 @@ def test_answer_decoder_gives_pyiso8583s_fields(dialect, answers, capacity) -> N
             continue  # e.g. text in a BCD field of the bcd-trace dialect
     for raw in raws + raws:  # every layout comes round again
         decoded = decoder.decode(raw)
-        assert decoded == dialect.decode(raw)
-        assert list(decoded) == list(dialect.decode(raw))  # same order, too
+        full = dialect.decode(raw)
+        assert decoded == full
+        assert list(decoded) == list(full)  # same order, too
+        assert picker.decode(raw) == {k: full[k] for k in wanted if k in full}  # the wanted fields alone, exactly
     if capacity >= 2 * len(raws):
         assert decoder.hits >= len(raws)  # the second round at least is read in place
+        assert picker.hits >= len(raws)
 
 
 @pytest.mark.parametrize("pool", [4, 0])

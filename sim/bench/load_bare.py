@@ -22,9 +22,9 @@ Locust users pay; what ``--codec`` adds to it is their ISO 8583 work.
 
 ``--codec`` adds what the load kit does per request, and nothing of Locust: the next
 request of the traffic stream (pooled ARQCs, restamped), its bytes from
-:class:`sim.load.wire.WireEncoder` (spliced into pyiso8583's encoding), the answer
-decoded as pyiso8583 does (:class:`sim.load.answers.AnswerDecoder`, one per
-connection as one per Locust user) and paired with the request waiting under its key
+:class:`sim.load.wire.WireEncoder` (spliced into pyiso8583's encoding), the answer's
+key and DE39 decoded as pyiso8583 does (:class:`sim.load.answers.AnswerDecoder`, one
+per connection as one per Locust user) and paired with the request waiting under its key
 (MTI class + DE41 + DE11), its MTI checked -- the same ISO 8583 work as the Locust
 users -- and their way of running a connection: the reader takes each answer, queues
 the next request of that lane itself and sends what one ``recv``'s answers queued in
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     from ..iso8583.framing import Framing
     from ..live.traffic import Traffic
     from ..gc_tuning import settle_heap
-    from ..load.answers import AnswerDecoder
+    from ..load.answers import KEY_AND_CODE, AnswerDecoder
     from ..load.wire import WireEncoder
 
     framing = Framing()
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
         answers queued in one write."""
         traffic = Traffic(seed=index, terminal_id=f"BARE{index:04d}", pool=ns.pool)
         wire = WireEncoder(DEFAULT, framing)
-        decode = AnswerDecoder(DEFAULT).decode
+        decode = AnswerDecoder(DEFAULT, wanted=KEY_AND_CODE).decode
         traffic.prefill(now())
         wire.prepare(traffic.templates())
         pending: dict[tuple[str, str, str], Any] = {}

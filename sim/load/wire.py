@@ -45,7 +45,8 @@ True
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable, Mapping
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import iso8583
 
@@ -100,7 +101,8 @@ class Template:
         pyiso8583's encoding of ``fields``.
     """
 
-    __slots__ = ("fields", "dialect", "framing", "tpdu", "raw", "spliced", "_pieces", "_order", "_plan", "_header")
+    __slots__ = ("fields", "dialect", "framing", "tpdu", "raw", "spliced", "_pieces", "_order", "_plan", "_header",
+                 "_others", "_stan", "_memo")
 
     def __init__(self, fields: Mapping[str, str], dialect: Dialect = DEFAULT, framing: Framing | None = None,
                  restamp: tuple[str, ...] = RESTAMPED, tpdu: bytes = TPDU) -> None:
@@ -142,6 +144,12 @@ class Template:
         cuts.append(len(framed))
         self._pieces = [framed[cuts[i]:cuts[i + 1]] for i in range(0, len(cuts), 2)]
         self._plan = tuple((key, self.spliced[key][2], self.spliced[key][1] - self.spliced[key][0]) for key in self._order)
+        # The trace number changes every send, the rest (times, a reversal's DE90) once a
+        # second at most: the bytes around DE11 are kept from the last send of those values.
+        others = [key for key in self._order if key != "11"]
+        self._others = itemgetter(*others) if "11" in self.spliced and others else None
+        self._stan = (self.spliced["11"][0] + shift, self.spliced["11"][1] + shift, self.spliced["11"][2]) if "11" in self.spliced else None
+        self._memo: tuple[Any, bytes, bytes] | None = None
 
     def _frame(self, payload: bytes) -> bytes:
         if self.framing is None:
@@ -152,17 +160,47 @@ class Template:
         """The pieces joined with ``values`` in place, or None when a value cannot be spliced."""
         plan = self._plan
         if len(values) == len(plan):  # the usual send: a value for every spliced field
-            pieces = self._pieces
-            out = [pieces[0]]
-            try:
-                for i, (key, codec, size) in enumerate(plan, 1):
-                    data = values[key].encode(codec)
-                    if len(data) != size:
-                        return None  # pyiso8583 would refuse it (or pad it): let it say so
-                    out += (data, pieces[i])
-            except (KeyError, UnicodeError):
-                return None  # a field that is not spliced (KeyError), or not in the codec
-            return b"".join(out)
+            others = self._others
+            if others is not None:
+                try:
+                    rest = others(values)
+                    stan = values["11"]
+                except KeyError:
+                    return None  # a field that is not spliced
+                memo = self._memo
+                if memo is not None and memo[0] == rest:
+                    start, end, codec = self._stan  # type: ignore[misc]
+                    try:
+                        data = stan.encode(codec)
+                    except UnicodeError:
+                        return None
+                    if len(data) == end - start:
+                        return memo[1] + data + memo[2]
+                    return None  # pyiso8583 would refuse it (or pad it): let it say so
+                out = self._join(values)
+                if out is not None:
+                    start, end, _ = self._stan  # type: ignore[misc]
+                    self._memo = (rest, out[:start], out[end:])
+                return out
+            return self._join(values)
+        return self._join_some(values)
+
+    def _join(self, values: Mapping[str, str]) -> bytes | None:
+        """The pieces joined with a value for every spliced field, or None when one cannot be spliced."""
+        pieces = self._pieces
+        out = [pieces[0]]
+        try:
+            for i, (key, codec, size) in enumerate(self._plan, 1):
+                data = values[key].encode(codec)
+                if len(data) != size:
+                    return None  # pyiso8583 would refuse it (or pad it): let it say so
+                out += (data, pieces[i])
+        except (KeyError, UnicodeError):
+            return None  # a field that is not spliced (KeyError), or not in the codec
+        return b"".join(out)
+
+    def _join_some(self, values: Mapping[str, str]) -> bytes | None:
+        """The pieces joined with ``values`` where given and the template's own data elsewhere."""
         spliced = self.spliced
         for key in values:
             if key not in spliced:
