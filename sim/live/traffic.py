@@ -81,7 +81,7 @@ from itertools import accumulate
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
-from typing import Callable, Mapping
+from typing import Callable, Mapping, NamedTuple
 
 from ..core import crypto
 from ..core.cards import Card, CardSet, load_cards
@@ -211,6 +211,18 @@ class Request:
 
     __slots__ = ("kind", "expected", "card", "reason", "template", "stamps", "mti", "key", "_fields", "_message")
 
+    @classmethod
+    def restamped(cls, kind: str, expected: str, card: str | None, reason: str, template: Mapping[str, str],
+                  stamps: Mapping[str, str], key: tuple[str, str, str]) -> "Request":
+        """A pooled request, its ``key`` already known (a load generator's hot path:
+        the same request as ``Request(kind, None, ..., template=..., stamps=...)``)."""
+        self = object.__new__(cls)
+        self.kind, self.expected, self.card, self.reason = kind, expected, card, reason
+        self.template, self.stamps, self.key = template, stamps, key
+        self.mti = template["t"]
+        self._fields = self._message = None
+        return self
+
     def __init__(self, kind: str, message: Message | None, expected: str, card: str | None, reason: str, *,
                  template: Mapping[str, str] | None = None, stamps: Mapping[str, str] | None = None) -> None:
         self.kind, self.expected, self.card, self.reason = kind, expected, card, reason
@@ -264,10 +276,17 @@ class _Pooled:
     amount: int
     month: tuple[int, int] = (0, 0)
     answer: tuple[str, str] = ("", "")
+    key: tuple[str, str] = ("", "")
+    """MTI class and DE41 of its requests (their key, but for the trace number)."""
+    sale: bool = False
+    """Its approvals are sales a later reversal may name."""
+
+    def __post_init__(self) -> None:
+        self.key = (self.fields["t"][:2], self.fields.get("41", ""))
+        self.sale = not self.refund and self.kind != "advice"
 
 
-@dataclass(slots=True)
-class _Sale:
+class _Sale(NamedTuple):
     request: Request
     card: Card
     serial: int
@@ -570,8 +589,9 @@ class Traffic:
                 entry.answer = expected_code(entry.card, debit=not entry.refund, amount=entry.amount, now=now)
             entry.month = month
         code, reason = entry.answer
-        request = Request(entry.kind, None, code, entry.card.label, reason, template=fields, stamps=stamps)
-        if code == "00" and not entry.refund and entry.kind != "advice":
+        mti_class, terminal = entry.key
+        request = Request.restamped(entry.kind, code, entry.card.label, reason, fields, stamps, (mti_class, terminal, stan))
+        if entry.sale and code == "00":
             self._sales.append(_Sale(request, entry.card, self._serial))
         return request
 
