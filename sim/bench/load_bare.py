@@ -43,7 +43,7 @@ import json
 import time
 from collections import deque
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Iterator
 
 
 def frames(count: int, *, pool: int = 64, seed: int = 0) -> list[bytes]:
@@ -60,6 +60,34 @@ def frames(count: int, *, pool: int = 64, seed: int = 0) -> list[bytes]:
     traffic = Traffic(seed=seed, terminal_id="BARE0001", pool=pool)
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     return [framing.frame(traffic.next(now).encode()) for _ in range(count)]
+
+
+def split_frames(data: bytes) -> tuple[list[bytes], bytes]:
+    r"""The whole be2 frames (two-byte length header, then that many bytes) at the front of
+    ``data``, and what is left of it: the least a client can do to take answers off a stream.
+
+    >>> split_frames(b"\x00\x02ab\x00\x01c\x00\x03d")
+    ([b'\x00\x02ab', b'\x00\x01c'], b'\x00\x03d')
+    """
+    frames = []
+    while len(data) >= 2:
+        end = 2 + int.from_bytes(data[:2], "big")
+        if len(data) < end:
+            break
+        frames.append(data[:end])
+        data = data[end:]
+    return frames, data
+
+
+def received(sock: Any) -> Iterator[list[bytes]]:
+    """The whole be2 frames each ``recv`` of ``sock`` completes, until the peer closes."""
+    buf = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return
+        frames, buf = split_frames(buf + chunk)
+        yield frames
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -117,18 +145,9 @@ def main(argv: list[str] | None = None) -> None:
         waiting: deque[AsyncResult] = deque()
 
         def reader() -> None:
-            buf = b""
-            while True:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    return
-                buf += chunk
-                while len(buf) >= 2:
-                    n = int.from_bytes(buf[:2], "big")
-                    if len(buf) < 2 + n:
-                        break
+            for answers in received(sock):
+                for _ in answers:
                     waiting.popleft().set()
-                    buf = buf[2 + n:]
 
         def lane(offset: int) -> None:
             i = offset
@@ -165,20 +184,11 @@ def main(argv: list[str] | None = None) -> None:
         outbox.clear()
 
         def reader() -> None:
-            buf = b""
-            while True:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    return
-                buf += chunk
-                while len(buf) >= 2:
-                    n = int.from_bytes(buf[:2], "big")
-                    if len(buf) < 2 + n:
-                        break
+            for answers in received(sock):
+                for answer in answers:
                     frame, following = lanes.popleft()
-                    if buf[:2 + n] != frame:  # the echo server answers in order, with the request itself
+                    if answer != frame:  # the echo server answers in order, with the request itself
                         mismatched[0] += 1
-                    buf = buf[2 + n:]
                     if state["counting"]:
                         counted[0] += 1
                     if not state["stop"]:
