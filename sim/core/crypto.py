@@ -110,7 +110,7 @@ def _direct_cipher_lookups() -> list[str]:
       deprecated before it expands the key to three: 1.2 us. The key now arrives
       expanded the same way, so the cipher is the same and nothing warns.
     * ``default_backend()``, which runs an import statement: 0.8 us. Every cipher is
-      given the backend object it returns (cryptography ignores it since 3.1).
+      given the backend object it returns (current cryptography ignores it anyway).
 
     Every other name still comes from cryptography's module. A library module that no
     longer looks these up that way is left alone. Returns the modules changed.

@@ -148,7 +148,10 @@ class Template:
         # second at most: the bytes around DE11 are kept from the last send of those values.
         others = [key for key in self._order if key != "11"]
         self._others = itemgetter(*others) if "11" in self.spliced and others else None
-        self._stan = (self.spliced["11"][0] + shift, self.spliced["11"][1] + shift, self.spliced["11"][2]) if "11" in self.spliced else None
+        self._stan: tuple[int, int, str] | None = None
+        if "11" in self.spliced:
+            start, end, codec = self.spliced["11"]
+            self._stan = (start + shift, end + shift, codec)
         self._memo: tuple[Any, bytes, bytes] | None = None
 
     def _frame(self, payload: bytes) -> bytes:
