@@ -7,9 +7,10 @@ import socket
 import time
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from sim.iso8583.catalogue import MESSAGE_TYPES
 from sim.iso8583.dialect import DEFAULT
 from sim.iso8583.framing import Framing
 from sim.live import process
@@ -81,12 +82,35 @@ SALE = chip_sale("healthy", 100, stan=1, when=utc_now()).encode()
         st.integers(1, len(SALE) + 2).map(lambda n: FRAMING.frame(SALE)[:n]),      # frame cut short (half-open)
     )
 )
+@example(data=FRAMING.frame(SALE[:2] + b"\x00" + SALE[3:]))  # an MTI with no response: 30 under its own MTI
+@example(data=FRAMING.frame(SALE[:2] + b"2" + SALE[3:]))  # the sale as an 0220 advice: answered 0230
 def test_any_bytes_get_a_30_or_a_closed_connection_and_the_host_keeps_answering(host, data):
     got, closed = raw_exchange(host.port, data, wait=0.15)
+    sent = _payloads(data)
     for frame in Framing().decoder().feed(got) if got else []:
         fields = DEFAULT.decode(frame.payload)
-        assert fields["t"][2] == "1" and fields["39"]  # an answer (30 or the core's own), never an echo
+        assert fields["39"] and frame.payload not in sent  # an answer (30 or the core's own), never an echo
+        requests = [MESSAGE_TYPES.get(_mti(payload)) for payload in sent]
+        known = [mt.response for mt in requests if mt is not None and mt.response is not None]
+        if len(sent) == 1 and known:  # a request of the catalogue gets its own response MTI (0210, 0230, 0410...)
+            assert fields["t"] == known[0]
     assert host.alive and good_client_is_answered(host.port)
+
+
+def _payloads(data: bytes) -> list[bytes]:
+    """The payloads of the whole frames in ``data`` (none when it does not frame)."""
+    try:
+        return [frame.payload for frame in Framing().decoder().feed(data)]
+    except Exception:  # noqa: BLE001 - random bytes need not frame
+        return []
+
+
+def _mti(payload: bytes) -> str:
+    """The MTI of an ASCII ISO 8583 payload, as pyiso8583 reads it ("" when it does not decode)."""
+    try:
+        return payload[:4].decode("ascii")
+    except UnicodeDecodeError:
+        return ""
 
 
 def test_good_client_still_answered_after_the_fuzzing(host):
