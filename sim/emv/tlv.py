@@ -31,16 +31,10 @@ def decode(data: bytes, *, flatten: bool = False) -> dict[str, Any]:
     """Decode BER-TLV bytes into ``{tag: bytes | dict}``; raises :class:`TlvError`.
 
     The result is the caller's own (a fresh dict, nested templates too), whatever
-    :func:`_decoded` remembered, or read in place from a learnt layout.
+    :func:`_decoded` remembered.
     """
-    data = bytes(data)
-    found = _decodings.get((data, flatten))
-    if found is None:
-        fresh = _layouts.read(data)
-        if fresh is not None:
-            return fresh
-        found = _decoded(data, flatten)
-    return copy_objects(found)
+    objects, remembered = _decoded(bytes(data), flatten)
+    return copy_objects(objects) if remembered else objects
 
 
 def decode_view(data: bytes) -> Mapping[str, Any]:
@@ -51,13 +45,7 @@ def decode_view(data: bytes) -> Mapping[str, Any]:
     more than the lookup. Never change what it returns; use :func:`decode` to get an
     object of one's own.
     """
-    data = bytes(data)
-    found = _decodings.get((data, False))
-    if found is None:
-        found = _layouts.read(data)
-        if found is None:
-            found = _decoded(data, False)
-    return found
+    return _decoded(bytes(data), False)[0]
 
 
 TRACK_TAGS = frozenset({"56", "57", "9F1F", "9F20", "9F6B"})
@@ -75,33 +63,38 @@ def _holds_track(objects: Mapping[str, Any]) -> bool:
     return False
 
 
-def _decoded(data: bytes, flatten: bool) -> dict[str, Any]:
-    """pyemv's decoding, remembered: a card answers the same SELECT, GET PROCESSING OPTIONS
-    and READ RECORD bytes to every transaction, and copying the decoded dict costs a
-    fraction of decoding it again. Never handed out: :func:`decode` copies it.
+def _decoded(data: bytes, flatten: bool) -> tuple[dict[str, Any], bool]:
+    """pyemv's decoding, remembered, and whether it is (then callers that change it copy it).
 
-    Up to :data:`_DECODED_MAX` decodings, the oldest forgotten first. One holding
-    track data (:data:`TRACK_TAGS`) is never remembered: nothing keeps track data
-    after the authorization that used it (SEC-03). Its layout is learnt too
-    (:mod:`.tlv_layouts`): :func:`decode` and :func:`decode_view` read data not seen
-    before but of a layout pyemv has decoded (every DE55 of one kind of terminal) in
-    place, into a dict nothing remembers, so one-off data (a cryptogram, an
-    unpredictable number) neither evicts what recurs nor costs a copy.
+    A card answers the same SELECT, GET PROCESSING OPTIONS and READ RECORD bytes to
+    every transaction, and copying the decoded dict costs a fraction of decoding it
+    again. Up to :data:`_DECODED_MAX` decodings, the oldest forgotten first. One
+    holding track data (:data:`TRACK_TAGS`) is never remembered: nothing keeps track
+    data after the authorization that used it (SEC-03).
+
+    Data not seen before but of a layout pyemv has decoded (every DE55 of one kind of
+    terminal) is read in place (:mod:`.tlv_layouts`) into a dict nothing remembers, so
+    one-off data (a cryptogram, an unpredictable number) neither evicts what recurs nor
+    costs a copy.
     """
     key = (data, flatten)
     found = _decodings.get(key)
     if found is not None:
-        return found
+        return found, True
+    fresh = _layouts.read(data)  # flat data: ``flatten`` changes nothing
+    if fresh is not None:
+        return fresh, False
     try:
         decoded = _tlv.decode(data, flatten=flatten)
     except (_tlv.DecodeError, ValueError, IndexError, TypeError) as exc:
         raise TlvError(f"malformed TLV: {exc}") from None
     _layouts.learn(data, decoded)
-    if not _holds_track(decoded):
-        if len(_decodings) >= _DECODED_MAX:
-            _decodings.popitem(last=False)
-        _decodings[key] = decoded
-    return decoded
+    if _holds_track(decoded):
+        return decoded, False
+    if len(_decodings) >= _DECODED_MAX:
+        _decodings.popitem(last=False)
+    _decodings[key] = decoded
+    return decoded, True
 
 
 def copy_objects(objects: Mapping[str, Any]) -> dict[str, Any]:
