@@ -78,7 +78,7 @@ import re
 from bisect import bisect
 from collections import deque
 from itertools import accumulate
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import Enum
 from typing import Callable, Mapping, NamedTuple
@@ -477,8 +477,8 @@ class Traffic:
         self.pool = pool
         self._pools: dict[str, list[_Pooled]] = {}
         self._echo: dict[str, str] | None = None
-        self._reversals: dict[int, tuple[Mapping[str, str], dict[str, str]]] = {}
-        """id of a pooled sale's fields -> (those fields, the fields of its reversal), built once."""
+        self._reversals: dict[int, tuple[Mapping[str, str], dict[str, str], OriginalData]] = {}
+        """id of a pooled sale's fields -> (those fields, the fields of its reversal, their DE90), built once."""
         self._stamp_now: datetime | None = None
         self._stamp: tuple[str, str, str, tuple[int, int]] = ("", "", "", (0, 0))
 
@@ -696,13 +696,12 @@ class Traffic:
         if known is None:
             msg = reversal(original.message, stan=stan, transmitted=now, reason="17")  # 17: customer cancellation
             fields = {k: v for k, v in msg.fields.items() if k not in ("p", "1")}
-            self._reversals[id(template)] = (template, fields)  # holds the template: its id stays its own
+            # holds the template, so its id stays its own
+            self._reversals[id(template)] = (template, fields, OriginalData.parse(fields["90"]))
             return Request("reversal", None, "00", card.label, "reversal acknowledged", template=fields,
                            stamps={"11": fields["11"], "7": fields["7"], "90": fields["90"]})
-        fields = known[1]
-        before = OriginalData.parse(fields["90"])
-        de90 = OriginalData(before.mti, stamps.get("11") or template["11"], stamps.get("7") or template["7"],
-                            before.acquirer, before.forwarder).encode()
+        _, fields, first = known
+        de90 = replace(first, stan=stamps["11"], transmitted=stamps["7"]).encode()  # a pooled sale's own DE11 and DE7
         return Request("reversal", None, "00", card.label, "reversal acknowledged", template=fields,
                        stamps={"11": f"{stan:06d}", "7": transmitted, "90": de90})
 
