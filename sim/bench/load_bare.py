@@ -90,6 +90,15 @@ def received(sock: Any) -> Iterator[list[bytes]]:
         yield frames
 
 
+def send_queued(sock: Any, outbox: list[bytes]) -> None:
+    """Send the frames queued in ``outbox`` in one write, and empty it: how the kit's
+    connections send what one ``recv``'s answers queued."""
+    while outbox:
+        data = b"".join(outbox)
+        outbox.clear()
+        sock.sendall(data)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -180,8 +189,7 @@ def main(argv: list[str] | None = None) -> None:
 
         for k in range(ns.in_flight):
             launch(index * 131 + k)
-        sock.sendall(b"".join(outbox))
-        outbox.clear()
+        send_queued(sock, outbox)
 
         def reader() -> None:
             for answers in received(sock):
@@ -195,10 +203,7 @@ def main(argv: list[str] | None = None) -> None:
                         launch(following)
                     elif not lanes:
                         finished.set()
-                if outbox:
-                    data = b"".join(outbox)
-                    outbox.clear()
-                    sock.sendall(data)
+                send_queued(sock, outbox)
                 gevent.sleep(0)  # the other connections' turn, as the kit's readers do
 
         read = gevent.spawn(reader)
@@ -224,12 +229,6 @@ def main(argv: list[str] | None = None) -> None:
             pending[request.key] = request
             outbox.append(wire.frame(request))
 
-        def flush() -> None:
-            while outbox:
-                data = b"".join(outbox)
-                outbox.clear()
-                sock.sendall(data)
-
         def reader() -> None:
             decoder = framing.decoder()
             while True:
@@ -248,12 +247,12 @@ def main(argv: list[str] | None = None) -> None:
                         launch()
                     elif not pending:
                         finished.set()
-                flush()
+                send_queued(sock, outbox)
                 gevent.sleep(0)  # the other connections' turn, as the kit's readers do
 
         for _ in range(ns.in_flight):
             launch()
-        flush()
+        send_queued(sock, outbox)
         read = gevent.spawn(reader)
         finished.wait(timeout=ns.warmup + ns.duration + 10)
         read.kill()
