@@ -50,13 +50,13 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ..core.cards import load_cards
-from ..gc_tuning import HeapKeeper, settle_heap
 from ..core.host import Host
+from ..gc_tuning import HeapKeeper, settle_heap
 from ..iso8583.dialect import DEFAULT, Dialect
 from ..iso8583.errors import WireError
 from ..iso8583.framing import Frame, Framing, FramingError, reply_tpdu
@@ -119,6 +119,7 @@ def utc_now() -> datetime:
     Counted from the epoch: ``datetime.now(timezone.utc).replace(tzinfo=None)`` says the
     same at twice the cost (``replace`` alone is 0.8 us), and every request reads it.
 
+    >>> from datetime import timezone
     >>> abs(utc_now() - datetime.now(timezone.utc).replace(tzinfo=None)) < timedelta(seconds=1)
     True
     """
