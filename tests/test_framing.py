@@ -90,6 +90,33 @@ def test_random_bytes_raise_only_framing_errors(framing: Framing, junk: bytes) -
         pass
 
 
+@settings(max_examples=300, deadline=None)
+@given(framing=framings, bodies=payloads, tail=st.binary(max_size=40), data=st.data())
+def test_a_chunk_of_whole_frames_reads_as_the_same_bytes_one_at_a_time(
+    framing: Framing, bodies: list[bytes], tail: bytes, data: st.DataObject
+) -> None:
+    """Whole frames then anything (a partial frame, a bad header): one ``feed`` of it all
+    gives the frames, the error or the bytes kept that feeding it byte by byte gives."""
+    tpdus = [data.draw(st.binary(min_size=5, max_size=5)) if framing.tpdu else None for _ in bodies]
+    stream = b"".join(framing.frame(b, t) for b, t in zip(bodies, tpdus)) + tail
+
+    def read(chunks: list[bytes]) -> tuple[list[Frame], str | None, int]:
+        decoder, got = framing.decoder(), []
+        try:
+            for chunk in chunks:
+                got.extend(decoder.feed(chunk))
+        except FramingError as exc:
+            return [], str(exc), 0  # what one feed raised on is lost with it; the stream is dead
+        return got, None, decoder.buffered
+
+    whole, error, kept = read([stream])
+    one_by_one, error_one, kept_one = read([stream[i:i + 1] for i in range(len(stream))])
+    assert (error, kept) == (error_one, kept_one)
+    if error is None:
+        assert whole == one_by_one
+        assert whole[: len(bodies)] == [Frame(b, t) for b, t in zip(bodies, tpdus)]
+
+
 def test_framing_configuration_errors() -> None:
     with pytest.raises(FramingError, match="allowed: be2, le2, ascii4"):
         Framing("be4")  # type: ignore[arg-type]

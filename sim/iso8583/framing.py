@@ -169,22 +169,37 @@ class StreamDecoder:
     def feed(self, data: bytes) -> list[Frame]:
         """Add received bytes; return the frames they complete, in order.
 
-        The usual ``recv`` of a busy connection is exactly one whole frame with nothing
-        buffered before it: that frame is cut from ``data`` itself, without copying it
-        through the buffer.
+        The usual ``recv`` of a busy connection is whole frames with nothing buffered
+        before them (one frame at a server, the answers to what a pipelining client sent
+        at a client): with be2 framing these are cut from ``data`` itself, without copying
+        it through the buffer; only a partial frame at its end is buffered.
         """
         if self._error is not None:
             raise FramingError(self._error)
         buf = self._buf
         framing = self._framing
+        frames: list[Frame] = []
         if not buf and framing.kind == "be2" and not framing.tpdu and type(data) is bytes:
+            size = len(data)
             n = int.from_bytes(data[:2], "big")
-            if len(data) == n + 2 and 0 < n <= framing.max_length:
+            limit = framing.max_length
+            if size == n + 2 and 0 < n <= limit:
                 return [Frame(data[2:])]
+            pos = 0
+            while size - pos >= 2:
+                n = (data[pos] << 8) | data[pos + 1]
+                end = pos + 2 + n
+                if not 0 < n <= limit or end > size:
+                    break  # the general path below reports a bad header and keeps a partial frame
+                frames.append(Frame(data[pos + 2:end]))
+                pos = end
+            if pos == size:
+                return frames
+            if pos:
+                data = memoryview(data)[pos:]
         buf += data
         hlen = framing.header_length
         minimum = TPDU_LEN + 1 if framing.tpdu else 1
-        frames: list[Frame] = []
         pos = 0
         end = len(buf)
         while end - pos >= hlen:
