@@ -120,19 +120,19 @@ class AnswerDecoder:
     """
 
     __slots__ = ("dialect", "spec", "varying", "capacity", "hits", "misses", "learning", "wanted", "_layouts", "_by_reads",
-                 "_size", "_picks")
+                 "_size")
 
     def __init__(self, dialect: Dialect = DEFAULT, varying: tuple[str, ...] = VARYING, capacity: int = 1024,
                  wanted: tuple[str, ...] | None = None) -> None:
         self.dialect = dialect
         self.wanted = wanted
-        self._picks: dict[int, tuple[tuple[str, ...], tuple[tuple[str, int, int, str], ...]]] = {}
         self.spec = dialect.spec
         self.varying = tuple(k for k in varying if k.isdigit() and k not in _BITMAPS)
         self.capacity = max(1, capacity)
         self.hits = self.misses = 0
         self.learning = True
-        self._layouts: dict[int, list[Shape]] = {}
+        self._layouts: dict[int, list[tuple[Shape, tuple[int, ...], tuple[tuple[str, int, int, str], ...]]]] = {}
+        """Payload length -> (layout, its cuts, the reads of the fields returned) of each layout of that length."""
         self._by_reads: dict[tuple[int, tuple[tuple[str, int, int, str], ...]], Shape] = {}
         self._size = 0
 
@@ -145,20 +145,14 @@ class AnswerDecoder:
             payload = bytes(payload)  # the fixed part is a dict key
         layouts = self._layouts.get(len(payload))
         if layouts is not None:
-            for layout in layouts:
-                cuts = layout.cuts
+            for layout, cuts, reads in layouts:
                 if len(cuts) == 4:  # the usual layout: one run of varying fields (inlined: the hot path)
                     known = layout.known.get(payload[cuts[0]:cuts[1]] + payload[cuts[2]:cuts[3]])
                 else:
                     known = layout.known.get(layout.frame(payload))
                 if known is None:
                     continue
-                if self.wanted is None:
-                    fields = known.copy()
-                    reads = layout.reads
-                else:
-                    fixed, reads = self._picks.get(id(layout)) or self._pick(layout)
-                    fields = {key: known[key] for key in fixed if key in known}
+                fields = known.copy()  # the returned fields outside the varying spans
                 try:
                     for key, start, end, codec in reads:
                         fields[key] = payload[start:end].decode(codec)
@@ -171,17 +165,9 @@ class AnswerDecoder:
             return {key: fields[key] for key in self.wanted if key in fields}
         return fields
 
-    def _pick(self, layout: Shape) -> tuple[tuple[str, ...], tuple[tuple[str, int, int, str], ...]]:
-        """The wanted fields of ``layout``'s answers: those not in a varying span (taken from
-        the fields remembered for the answer's fixed part), and the reads of those that are."""
-        varying = {read[0] for read in layout.reads}
-        fixed = tuple(key for key in self.wanted or () if key not in varying)
-        reads = tuple(read for read in layout.reads if read[0] in (self.wanted or ()))
-        self._picks[id(layout)] = (fixed, reads)
-        return fixed, reads
-
     def _learn(self, payload: bytes) -> dict[str, str]:
-        """Decode ``payload`` in full and remember its layout."""
+        """Decode ``payload`` in full and remember its layout, with the fields it returns
+        outside the varying spans (all of them, or the wanted ones)."""
         self.misses += 1
         try:
             fields, encoded = iso8583.decode(payload, self.spec)
@@ -192,7 +178,6 @@ class AnswerDecoder:
         if self._size >= self.capacity:
             self._layouts.clear()
             self._by_reads.clear()
-            self._picks.clear()
             self._size = 0
             if self.hits < self.misses:
                 self.learning = False  # the answers do not repeat (e.g. a fresh ARQC in each): stop paying for it
@@ -202,7 +187,12 @@ class AnswerDecoder:
             fixed = layout.frame(payload)
             if fixed not in layout.known:
                 self._size += 1
-            layout.known[fixed] = dict(fields)
+            wanted = self.wanted
+            if wanted is None:
+                layout.known[fixed] = dict(fields)
+            else:
+                varying = {read[0] for read in layout.reads}
+                layout.known[fixed] = {key: fields[key] for key in wanted if key in fields and key not in varying}
         return fields
 
     def _layout(self, payload: bytes, encoded: dict[str, Any]) -> Shape | None:
@@ -226,5 +216,7 @@ class AnswerDecoder:
         if layout is None:
             layout = Shape(len(payload), tuple(reads))
             self._by_reads[ident] = layout
-            self._layouts.setdefault(len(payload), []).append(layout)
+            wanted = self.wanted
+            returned = layout.reads if wanted is None else tuple(read for read in layout.reads if read[0] in wanted)
+            self._layouts.setdefault(len(payload), []).append((layout, layout.cuts, returned))
         return layout
