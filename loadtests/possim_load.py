@@ -77,6 +77,7 @@ from sim.iso8583.framing import Framing, parse_framing
 from sim.live.traffic import DEFAULT_MIX, Request, Traffic
 from sim.gc_tuning import settle_heap
 from sim.load.answers import KEY_AND_CODE, AnswerDecoder
+from sim.load.outbox import send_queued
 from sim.load.wire import WireEncoder
 
 log = logging.getLogger("possim.load")
@@ -163,12 +164,12 @@ class _Connection:
     :meth:`Iso8583User.exchange`) or a :class:`_Lane` of a closed-model user, which the
     reader calls directly: it fires the request event and queues the lane's next
     request without a greenlet switch. The frames queued while the reader works
-    through one ``recv`` (several answers) go out in one ``sendall`` by the reader
-    itself; frames queued by other greenlets (waiters, the sweeper) are sent by a
-    writer greenlet, all those of one event-loop turn in one ``sendall``. Nothing
-    waits for a timer; on loopback a write costs more CPU than building the request.
-    One greenlet writes at a time (:meth:`flush`): a frame queued while another is
-    blocked writing goes out with that write's next round.
+    through one ``recv`` (several answers) go out in one write by the reader
+    itself (:func:`sim.load.outbox.send_queued`); frames queued by other greenlets
+    (waiters, the sweeper) are sent by a writer greenlet, all those of one event-loop
+    turn in one write. Nothing waits for a timer; on loopback a write costs more CPU
+    than building the request. One greenlet writes at a time (:meth:`flush`): a frame
+    queued while another is blocked writing goes out with that write's next round.
     """
 
     def __init__(self, address: tuple[str, int], framing: Framing, answers: AnswerDecoder, timeout: float) -> None:
@@ -235,10 +236,7 @@ class _Connection:
         outbox = self.outbox
         self.writing = True
         try:
-            while outbox:
-                data = b"".join(outbox)
-                outbox.clear()
-                self.sock.sendall(data)
+            send_queued(self.sock, outbox)
         except OSError as exc:
             outbox.clear()
             self._fail_all(LinkDown(f"send failed: {exc.strerror or exc}"))

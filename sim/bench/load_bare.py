@@ -45,6 +45,8 @@ from collections import deque
 from datetime import datetime, timezone
 from typing import Any, Iterator
 
+from ..load.outbox import send_queued
+
 
 def frames(count: int, *, pool: int = 64, seed: int = 0) -> list[bytes]:
     """``count`` framed requests (be2) from the load kit's traffic, pooled ARQCs.
@@ -88,15 +90,6 @@ def received(sock: Any) -> Iterator[list[bytes]]:
             return
         frames, buf = split_frames(buf + chunk)
         yield frames
-
-
-def send_queued(sock: Any, outbox: list[bytes]) -> None:
-    """Send the frames queued in ``outbox`` in one write, and empty it: how the kit's
-    connections send what one ``recv``'s answers queued."""
-    while outbox:
-        data = b"".join(outbox)
-        outbox.clear()
-        sock.sendall(data)
 
 
 def main(argv: list[str] | None = None) -> None:
