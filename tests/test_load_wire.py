@@ -336,3 +336,32 @@ def test_answer_decoder_stops_learning_answers_that_never_repeat() -> None:
     decoder = AnswerDecoder(DEFAULT, capacity=8)
     assert [decoder.decode(raw) for raw in repeating] == [DEFAULT.decode(raw) for raw in repeating]
     assert decoder.learning and decoder.misses == 1 and decoder.hits == 39
+
+
+class _SlowPeer:
+    """A socket whose kernel takes at most ``room`` bytes per ``send``; ``sendall`` takes the rest."""
+
+    def __init__(self, room: int) -> None:
+        self.room, self.wire, self.sends, self.sendalls = room, bytearray(), 0, 0
+
+    def send(self, data: bytes) -> int:
+        self.sends += 1
+        taken = bytes(data[: self.room])
+        self.wire += taken
+        return len(taken)
+
+    def sendall(self, data: memoryview) -> None:
+        self.sendalls += 1
+        self.wire += data
+
+
+@given(frames=st.lists(st.binary(min_size=1, max_size=50), max_size=8), room=st.integers(0, 200))
+def test_queued_frames_go_out_whole_and_in_order_in_one_write_when_the_kernel_takes_them(frames: list[bytes], room: int) -> None:
+    from sim.load.outbox import send_queued
+
+    peer, outbox = _SlowPeer(room), list(frames)
+    send_queued(peer, outbox)
+    data = b"".join(frames)
+    assert bytes(peer.wire) == data and outbox == []
+    assert peer.sends == (1 if frames else 0)
+    assert peer.sendalls == (1 if len(data) > room else 0)
