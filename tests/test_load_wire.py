@@ -324,6 +324,22 @@ def test_bench_ratios_by_rate_and_by_cpu() -> None:
     assert out["ratios"]["locust echo / bare batched"] == pytest.approx(10_000 / 50_000)
 
 
+def test_bench_rounds_keep_each_clients_fastest_round() -> None:
+    from sim.bench.load import LoadBench, Measure, run
+
+    bench = LoadBench(8, 4, 4.0, rounds=3)
+    for measure in (Measure("bare", 60_000, 4.0, 1.0), Measure("locust echo", 40_000, 4.0, 1.0),
+                    Measure("bare", 48_000, 4.0, 1.0), Measure("locust echo", 44_000, 4.0, 1.1),
+                    Measure("bare", 64_000, 4.0, 1.0)):
+        bench.keep_best(measure)
+    assert bench.measures["bare"].requests == 64_000
+    assert bench.measures["locust echo"].requests == 44_000
+    assert bench.ratio("locust echo") == pytest.approx(44_000 / 64_000)
+    assert bench.as_dict()["rounds"] == 3
+    with pytest.raises(ValueError, match="rounds 0"):
+        run(rounds=0)
+
+
 def test_answer_decoder_stops_learning_answers_that_never_repeat() -> None:
     """Answers that differ outside the varying fields (here DE42) are all new layouts: once
     the decoder is full it stops remembering them; answers that repeat keep it learning."""

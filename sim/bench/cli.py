@@ -188,18 +188,21 @@ def sim(
 def load(
     connections: int = typer.Option(8, min=1, max=256, help="TCP connections (Locust users)."),
     in_flight: int = typer.Option(4, "--in-flight", min=1, max=64, help="Requests in flight per connection."),
-    duration: float = typer.Option(8.0, min=1.0, help="Measured seconds per client."),
+    duration: float = typer.Option(8.0, min=1.0, help="Measured seconds per client and round."),
+    rounds: int = typer.Option(1, min=1, help="Interleaved rounds; the best of each client counts."),
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
     check: bool = typer.Option(False, help="Exit 1 when one Locust process is below the goal share of the bare loop."),
 ) -> None:
     """One Locust process against the host and the echo server, beside a bare gevent loop."""
     from .load import GOAL_RATIO, run
 
-    result = run(connections, in_flight, duration)
+    progress = None if as_json else (lambda text: console.print(f"[dim]{text}[/dim]"))
+    result = run(connections, in_flight, duration, rounds, progress)
     if as_json:
         console.print_json(json.dumps(result.as_dict()))
     else:
-        table = Table(title=f"possim bench load ({connections} connections x {in_flight} in flight, {duration:g} s each)")
+        best = f", best of {rounds} rounds" if rounds > 1 else ""
+        table = Table(title=f"possim bench load ({connections} connections x {in_flight} in flight, {duration:g} s each{best})")
         for col in ("client -> target", "requests/s", "client CPU us/request", "failures", "p50 ms", "p99 ms"):
             table.add_column(col, justify="left" if col.startswith("client ->") else "right")
         labels = {"bare": "bare gevent loop -> echo", "bare batched": "bare loop, the kit's writes -> echo",

@@ -48,7 +48,11 @@ request).
 
 Every client is measured in its steady state, after a one-second warm-up
 (:data:`WARMUP`): the bare loops' ``--warmup``, Locust's ``--measure-after`` (counted
-from the end of spawning, its requests from its own statistics).
+from the end of spawning, its requests from its own statistics). With ``rounds`` above
+one the five clients run in turn that many times and each client's best round (its
+highest rate) counts, as in the other benchmarks: on a shared machine one client's
+round can lose a fifth of its rate to the neighbours, and interleaving spreads such
+spells over all of them.
 """
 
 from __future__ import annotations
@@ -59,7 +63,7 @@ import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 GOAL_RATIO = 0.8
 
@@ -99,6 +103,13 @@ class LoadBench:
     in_flight: int
     duration: float
     measures: dict[str, Measure] = field(default_factory=dict)
+    rounds: int = 1
+
+    def keep_best(self, measure: Measure) -> None:
+        """Keep ``measure`` when it is its client's first, or faster than its best so far."""
+        best = self.measures.get(measure.name)
+        if best is None or measure.rate > best.rate:
+            self.measures[measure.name] = measure
 
     def ratio(self, name: str, baseline: str = "bare") -> float:
         """``name``'s rate over ``baseline``'s."""
@@ -117,7 +128,8 @@ class LoadBench:
         return self.ratio("locust echo") >= GOAL_RATIO
 
     def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"connections": self.connections, "in_flight": self.in_flight, "duration": self.duration}
+        out: dict[str, Any] = {"connections": self.connections, "in_flight": self.in_flight, "duration": self.duration,
+                               "rounds": self.rounds}
         out["measures"] = {k: {**asdict(m), "rate": m.rate, "cpu_us_per_request": m.cpu_us} for k, m in self.measures.items()}
         pairs = [("locust echo", "bare"), ("locust echo", "bare+codec"), ("bare+codec", "bare"),
                  ("locust echo", "bare batched"), ("bare+codec", "bare batched")]
@@ -167,12 +179,16 @@ def _locust(name: str, port: int, connections: int, in_flight: int, duration: fl
                    total.median_ms, total.p99_ms)
 
 
-def run(connections: int = 8, in_flight: int = 4, duration: float = 8.0) -> LoadBench:
-    """Start the echo server and a host, measure the five clients, stop both servers by PID."""
+def run(connections: int = 8, in_flight: int = 4, duration: float = 8.0, rounds: int = 1,
+        progress: Callable[[str], None] | None = None) -> LoadBench:
+    """Start the echo server and a host, measure the five clients ``rounds`` times in turn
+    (each one's best round counts), stop both servers by PID."""
     from ..live.process import start_command
     from ..load.cli import start_load_host
 
-    bench = LoadBench(connections, in_flight, duration)
+    if rounds < 1:
+        raise ValueError(f"rounds {rounds} must be >= 1")
+    bench = LoadBench(connections, in_flight, duration, rounds=rounds)
     with tempfile.TemporaryDirectory(prefix="possim-bench-load-") as tmp:
         work = Path(tmp)
         ready = work / "echo.ready.json"
@@ -180,10 +196,16 @@ def run(connections: int = 8, in_flight: int = 4, duration: float = 8.0) -> Load
         host = None
         try:
             host = start_load_host(work / "host")
-            for name in _BARE_MODES:
-                bench.measures[name] = _bare(echo.port, connections, in_flight, duration, name)
-            bench.measures["locust echo"] = _locust("locust echo", echo.port, connections, in_flight, duration, work, True)
-            bench.measures["locust host"] = _locust("locust host", host.port, connections, in_flight, duration, work, False)
+            for r in range(rounds):
+                for name in (*_BARE_MODES, "locust echo", "locust host"):
+                    if progress is not None:
+                        progress(f"round {r + 1}/{rounds}: {name}")
+                    if name in _BARE_MODES:
+                        bench.keep_best(_bare(echo.port, connections, in_flight, duration, name))
+                    elif name == "locust echo":
+                        bench.keep_best(_locust(name, echo.port, connections, in_flight, duration, work, True))
+                    else:
+                        bench.keep_best(_locust(name, host.port, connections, in_flight, duration, work, False))
         finally:
             echo.stop()
             if host is not None:
