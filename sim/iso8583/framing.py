@@ -195,9 +195,9 @@ class StreamDecoder:
                 pos = end
             if pos == size:
                 return frames
-            if pos:
-                data = memoryview(data)[pos:]
-        buf += data
+            buf += memoryview(data)[pos:]  # a partial frame, or what the general path refuses
+        else:
+            buf += data
         hlen = framing.header_length
         minimum = TPDU_LEN + 1 if framing.tpdu else 1
         pos = 0
