@@ -7,7 +7,8 @@ the non-blocking socket, which takes the whole of a few kilobytes unless the
 peer stopped reading; only what it did not take goes through the socket's
 ``sendall`` (gevent's waits for room without blocking the other greenlets).
 gevent's ``sendall`` for every write would cost three more Python calls and a
-memoryview each time, about 3 us a write.
+memoryview each time: about 2 us more a write (4.6 against 2.6 us for 1,340 bytes on
+a socket pair).
 
 Examples
 --------
@@ -32,7 +33,8 @@ def send_queued(sock: Any, outbox: list[bytes]) -> None:
     meanwhile, by a greenlet that ran while the write waited for room, go next).
 
     ``sock`` is a gevent socket (or a blocking one): ``send`` returns how much the
-    kernel took, ``sendall`` sends the rest. An ``OSError`` leaves ``outbox`` empty.
+    kernel took, ``sendall`` sends the rest. An ``OSError`` propagates; the frames of
+    the failed write are no longer in ``outbox``.
     """
     while outbox:
         data = b"".join(outbox) if len(outbox) > 1 else outbox[0]
