@@ -61,10 +61,10 @@ from ..iso8583.dialect import DEFAULT, Dialect
 from ..iso8583.errors import WireError
 from ..iso8583.framing import Frame, Framing, FramingError, reply_tpdu
 from ..iso8583.layout import LayoutCodec
-from ..iso8583.pretty import mask_pan
-from .admin import AdminError, AdminServer
 from ..iso8583.mac import MacResult, verify
 from ..iso8583.message import Message
+from ..iso8583.pretty import mask_pan
+from .admin import AdminError, AdminServer
 from .exchange import core_answer, decode_frame, encode_fields, format_error_fields, plain_answer, sign_fields
 from .journal import MessageJournal, PcapRecorder, scrub
 from .redact import capture_fields, redact_request
