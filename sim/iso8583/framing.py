@@ -181,10 +181,7 @@ class StreamDecoder:
         frames: list[Frame] = []
         if not buf and framing.kind == "be2" and not framing.tpdu and type(data) is bytes:
             size = len(data)
-            n = int.from_bytes(data[:2], "big")
             limit = framing.max_length
-            if size == n + 2 and 0 < n <= limit:
-                return [Frame(data[2:])]
             pos = 0
             while size - pos >= 2:
                 n = (data[pos] << 8) | data[pos + 1]
