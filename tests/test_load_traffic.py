@@ -111,6 +111,35 @@ def test_reversals_point_at_earlier_approved_sales_and_release_them() -> None:
         assert rev.message.amount == target.message.amount
 
 
+@pytest.mark.parametrize("pool", [0, 3])
+def test_a_reversal_names_a_recent_sale_at_least_the_lag_old(pool: int) -> None:
+    """A reversal targets one of the last 2 x ``reversal_lag`` approved sales, sent at least
+    ``reversal_lag`` requests earlier: a cancellation soon after the sale, never one so old
+    that a stream must keep thousands of sales to find it."""
+    lag = 8
+    traffic = Traffic(seed=9, cards=CARDS, pool=pool, reversal_lag=lag)
+    traffic.prefill(NOW)
+    position: dict[tuple[str, str], int] = {}
+    approved: list[int] = []  # positions of the approved sales, in order
+    reversed_ = 0
+    now = NOW
+    for i in range(3000):
+        now += timedelta(seconds=1)
+        request = traffic.next(now)
+        fields = request.fields
+        if request.kind == "reversal":
+            original = (fields["90"][4:10], fields["90"][10:20])  # the sale's DE11 and DE7
+            at = position[original]
+            assert i - at >= lag
+            assert at in approved[-2 * lag:], (i, at, approved[-2 * lag:])
+            reversed_ += 1
+        else:
+            position[(fields["11"], fields["7"])] = i
+            if request.kind in ("chip sale", "contactless", "swipe sale") and request.expected == "00":
+                approved.append(i)
+    assert reversed_ > 20
+
+
 def test_a_pooled_sales_reversal_is_the_one_reversal_builds_for_it() -> None:
     """Reversals of pooled sales are restamped from one built per pool entry: each must be
     exactly what :func:`reversal` makes of its own sale (DE90 naming that sale)."""

@@ -213,13 +213,12 @@ class Request:
 
     @classmethod
     def restamped(cls, kind: str, expected: str, card: str | None, reason: str, template: Mapping[str, str],
-                  stamps: Mapping[str, str], key: tuple[str, str, str]) -> "Request":
-        """A pooled request, its ``key`` already known (a load generator's hot path:
-        the same request as ``Request(kind, None, ..., template=..., stamps=...)``)."""
+                  stamps: Mapping[str, str], key: tuple[str, str, str], mti: str) -> "Request":
+        """A pooled request, its ``key`` and ``mti`` (``template["t"]``) already known (a load
+        generator's hot path: the same request as ``Request(kind, None, ..., template=..., stamps=...)``)."""
         self = object.__new__(cls)
         self.kind, self.expected, self.card, self.reason = kind, expected, card, reason
-        self.template, self.stamps, self.key = template, stamps, key
-        self.mti = template["t"]
+        self.template, self.stamps, self.key, self.mti = template, stamps, key, mti
         self._fields = self._message = None
         return self
 
@@ -267,7 +266,11 @@ class Request:
 
 @dataclass(slots=True)
 class _Pooled:
-    """A pool entry: the message built in full once, its card, and its DE39 per month."""
+    """A pool entry: the message built in full once, its card, and its DE39 per month.
+
+    What a restamped request needs of the message and the card is copied here once, so
+    the hot path reads this entry alone, not the message's field dict or the card.
+    """
 
     fields: dict[str, str]
     card: Card
@@ -280,16 +283,27 @@ class _Pooled:
     """MTI class and DE41 of its requests (their key, but for the trace number)."""
     sale: bool = False
     """Its approvals are sales a later reversal may name."""
+    mti: str = ""
+    label: str = ""
+    """The card's label."""
+    local: bool = False
+    """The message carries the local time and date (DE12, DE13), restamped with the rest."""
 
     def __post_init__(self) -> None:
-        self.key = (self.fields["t"][:2], self.fields.get("41", ""))
+        self.mti = self.fields["t"]
+        self.key = (self.mti[:2], self.fields.get("41", ""))
         self.sale = not self.refund and self.kind != "advice"
+        self.label = self.card.label
+        self.local = "12" in self.fields
 
 
 class _Sale(NamedTuple):
     request: Request
     card: Card
     serial: int
+
+
+_new_sale = tuple.__new__
 
 
 _POOLED_KINDS = frozenset(("chip sale", "contactless", "swipe sale", "refund", "advice"))
@@ -471,7 +485,10 @@ class Traffic:
         self._stan = 0
         self._serial = 0
         self._atc: dict[str, int] = {}
-        self._sales: deque[_Sale] = deque(maxlen=4096)
+        # The sales a reversal may name: the last 2 x reversal_lag approved ones, so the oldest is
+        # old enough once the deque is full. Holding more keeps thousands of requests alive per
+        # stream, which a load generator then walks through its caches for nothing.
+        self._sales: deque[_Sale] = deque(maxlen=2 * max(reversal_lag, 1))
         if pool < 0:
             raise ValueError(f"pool {pool} must be >= 0")
         self.pool = pool
@@ -577,8 +594,7 @@ class Traffic:
         entry = pool[self._rng.randrange(len(pool))]
         transmitted, local_time, local_date, month = self._stamps(now)
         stan = f"{self._next_stan():06d}"
-        fields = entry.fields
-        if "12" in fields:
+        if entry.local:
             stamps = {"11": stan, "7": transmitted, "12": local_time, "13": local_date}
         else:
             stamps = {"11": stan, "7": transmitted}
@@ -590,9 +606,9 @@ class Traffic:
             entry.month = month
         code, reason = entry.answer
         mti_class, terminal = entry.key
-        request = Request.restamped(entry.kind, code, entry.card.label, reason, fields, stamps, (mti_class, terminal, stan))
+        request = Request.restamped(entry.kind, code, entry.label, reason, entry.fields, stamps, (mti_class, terminal, stan), entry.mti)
         if entry.sale and code == "00":
-            self._sales.append(_Sale(request, entry.card, self._serial))
+            self._sales.append(_new_sale(_Sale, (request, entry.card, self._serial)))  # _Sale(...) without its __new__
         return request
 
     def prefill(self, now: datetime) -> None:
