@@ -425,7 +425,8 @@ class Traffic:
     reversal_lag : int
         A reversal only targets a sale sent at least this many requests earlier, so
         its answer has arrived before the reversal leaves (keep it above the
-        requests a connection has in flight).
+        requests a connection has in flight), and one of the last 2 x
+        ``reversal_lag`` approved sales: a cancellation soon after the sale.
     country : str
         Terminal country code (9F1A), ISO 3166 numeric.
     pool : int
