@@ -113,14 +113,14 @@ def test_reversals_point_at_earlier_approved_sales_and_release_them() -> None:
 
 @pytest.mark.parametrize("pool", [0, 3])
 def test_a_reversal_names_a_recent_sale_at_least_the_lag_old(pool: int) -> None:
-    """A reversal targets one of the last 2 x ``reversal_lag`` approved sales, sent at least
-    ``reversal_lag`` requests earlier: a cancellation soon after the sale, never one so old
-    that a stream must keep thousands of sales to find it."""
+    """A reversal targets one of the last 2 x ``reversal_lag`` approved sales not yet reversed,
+    sent at least ``reversal_lag`` requests earlier: a cancellation soon after the sale, never
+    one so old that a stream must keep thousands of sales to find it."""
     lag = 8
     traffic = Traffic(seed=9, cards=CARDS, pool=pool, reversal_lag=lag)
     traffic.prefill(NOW)
     position: dict[tuple[str, str], int] = {}
-    approved: list[int] = []  # positions of the approved sales, in order
+    open_sales: list[int] = []  # positions of the approved sales not yet reversed, in order
     reversed_ = 0
     now = NOW
     for i in range(3000):
@@ -131,12 +131,13 @@ def test_a_reversal_names_a_recent_sale_at_least_the_lag_old(pool: int) -> None:
             original = (fields["90"][4:10], fields["90"][10:20])  # the sale's DE11 and DE7
             at = position[original]
             assert i - at >= lag
-            assert at in approved[-2 * lag:], (i, at, approved[-2 * lag:])
+            assert at in open_sales[-2 * lag:], (i, at, open_sales[-2 * lag:])
+            open_sales.remove(at)
             reversed_ += 1
         else:
             position[(fields["11"], fields["7"])] = i
             if request.kind in ("chip sale", "contactless", "swipe sale") and request.expected == "00":
-                approved.append(i)
+                open_sales.append(i)
     assert reversed_ > 20
 
 
