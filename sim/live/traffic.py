@@ -426,7 +426,8 @@ class Traffic:
         A reversal only targets a sale sent at least this many requests earlier, so
         its answer has arrived before the reversal leaves (keep it above the
         requests a connection has in flight), and one of the last 2 x
-        ``reversal_lag`` approved sales not yet reversed: a cancellation soon after the sale.
+        ``reversal_lag`` approved sales not yet reversed: a cancellation soon after
+        the sale.
     country : str
         Terminal country code (9F1A), ISO 3166 numeric.
     pool : int
@@ -486,9 +487,10 @@ class Traffic:
         self._stan = 0
         self._serial = 0
         self._atc: dict[str, int] = {}
-        # The sales a reversal may name: the last 2 x reversal_lag approved ones not yet reversed,
-        # so the oldest is old enough once the deque is full. Holding more keeps thousands of requests alive per
-        # stream, which a load generator then walks through its caches for nothing.
+        # The sales a reversal may name: the last 2 x reversal_lag approved ones not yet
+        # reversed, so the oldest is old enough once the deque is full. Holding more keeps
+        # thousands of requests alive per stream, which a load generator then walks through
+        # its caches for nothing.
         self._sales: deque[_Sale] = deque(maxlen=2 * max(reversal_lag, 1))
         if pool < 0:
             raise ValueError(f"pool {pool} must be >= 0")
@@ -607,7 +609,8 @@ class Traffic:
             entry.month = month
         code, reason = entry.answer
         mti_class, terminal = entry.key
-        request = Request.restamped(entry.kind, code, entry.label, reason, entry.fields, stamps, (mti_class, terminal, stan), entry.mti)
+        request = Request.restamped(entry.kind, code, entry.label, reason, entry.fields, stamps,
+                                    (mti_class, terminal, stan), entry.mti)
         if entry.sale and code == "00":
             self._sales.append(_new_sale(_Sale, (request, entry.card, self._serial)))  # _Sale(...) without its __new__
         return request
