@@ -35,8 +35,9 @@ Users
 Options (``locust ... --in-flight 4``; sent to workers in distributed runs)
 ---------------------------------------------------------------------------
 ``--in-flight`` lanes per connection (4) · ``--request-timeout`` seconds (5) ·
-``--traffic-seed`` (0) · ``--traffic-pool`` (64 requests built in full per kind and
-user before the run, then restamped; 0: a fresh ARQC per request) ·
+``--traffic-seed`` (0) · ``--traffic-pool`` (64 requests built in full per kind before
+the run, shared by the users of a process with the same mix, then restamped with each
+user's terminal, trace numbers and times; 0: a fresh ARQC per request) ·
 ``--framing`` (be2) · ``--dialect`` (default; a name or a spec file) ·
 ``--echo-server`` (the target echoes frames back: an answer is the request itself) ·
 ``--arrival-rate`` requests/s (open model) · ``--max-in-flight`` per connection in
@@ -135,6 +136,13 @@ def _target(host: str | None) -> tuple[str, int]:
 
 
 _USER_SEQ = [0]
+
+_SHARED: dict[tuple[Any, ...], tuple[Traffic, WireEncoder, AnswerDecoder]] = {}
+"""What the users of one process share, per mix, pool and wire options: the first user's
+traffic stream (whose pool the others restamp with their own DE41, DE11 and times), the
+encoder of the pooled messages and the answer decoder. Each user then walks through one
+pool and one set of layouts, not its own copy: the kit's work per request is mostly
+memory, and a pool per user made eight users' worth of it."""
 
 _clock = time.perf_counter
 """Response times and deadlines (monotonic)."""
@@ -321,9 +329,6 @@ class Iso8583User(User):
         self.address = _target(environment.host)
         self.framing = parse_framing(getattr(opts, "framing", "be2") or "be2")
         self.dialect = resolve_dialect(getattr(opts, "dialect", None))
-        self.wire = WireEncoder(self.dialect, self.framing)  # pooled requests: encoded once, restamped per send
-        # answers: decoded once per layout, then the key and DE39 read in place
-        self.answers = AnswerDecoder(self.dialect, wanted=KEY_AND_CODE)
         self.timeout = float(getattr(opts, "request_timeout", 5.0))
         self.echo = bool(getattr(opts, "echo_server", False))
         runner = environment.runner
@@ -332,10 +337,20 @@ class Iso8583User(User):
         seq = _USER_SEQ[0]
         self.terminal_id = f"L{worker % 100:02d}{seq % 100000:05d}"
         seed = zlib.crc32(f"{getattr(opts, 'traffic_seed', 0)}/{worker}/{seq}".encode())
+        pool = int(getattr(opts, "traffic_pool", 64))
+        kit = (tuple(self.mix.items()), pool, getattr(opts, "framing", None), getattr(opts, "dialect", None))
+        shared = _SHARED.get(kit)
         self.traffic = Traffic(
-            seed=seed, terminal_id=self.terminal_id, mix=self.mix, pool=int(getattr(opts, "traffic_pool", 64)),
+            seed=seed, terminal_id=self.terminal_id, mix=self.mix, pool=pool,
             reversal_lag=max(64, 4 * int(getattr(opts, "in_flight", 4))),
+            pool_from=shared[0] if shared is not None else None,
         )
+        if shared is None:
+            # pooled requests: encoded once, restamped per send; answers: decoded once per
+            # layout, then the key and DE39 read in place
+            shared = _SHARED[kit] = (self.traffic, WireEncoder(self.dialect, self.framing),
+                                     AnswerDecoder(self.dialect, wanted=KEY_AND_CODE))
+        _, self.wire, self.answers = shared
         self._second = -1
         self._now = datetime(1970, 1, 1)
         self.traffic.prefill(self.now())  # ARQCs of the pool now, while spawning, not on the hot path

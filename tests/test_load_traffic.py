@@ -218,3 +218,44 @@ def test_prefill_builds_the_pools_without_using_trace_numbers_or_reversing_unsen
             assert (request.message.original.stan, request.message.original.transmitted) in sent
         sent.add((request.message.stan, request.message.transmitted))
         assert host.handle(request.message, now).response_code == request.expected
+
+
+def test_streams_sharing_a_pool_each_send_their_own_terminal_trace_numbers_and_reversals() -> None:
+    """Terminals of one load generator restamp one pool (``pool_from``): every request carries
+    its own stream's DE41 and key, the issuer answers it as expected, its bytes spliced by the
+    one encoder the streams share are pyiso8583's, and a reversal names its own stream's sale."""
+    from sim.iso8583.dialect import DEFAULT
+    from sim.iso8583.framing import Framing
+    from sim.load.wire import WireEncoder
+
+    owner = Traffic(seed=1, terminal_id="LOADA001", cards=CARDS, pool=4, reversal_lag=8)
+    owner.prefill(NOW)
+    built = {kind: list(entries) for kind, entries in owner._pools.items()}
+    sharer = Traffic(seed=2, terminal_id="LOADB002", cards=CARDS, pool=4, reversal_lag=8, pool_from=owner)
+    sharer.prefill(NOW)
+    assert {kind: list(entries) for kind, entries in owner._pools.items()} == built  # nothing built twice
+    wire = WireEncoder(DEFAULT, Framing())
+    wire.prepare(owner.templates() + sharer.templates())
+    host = Host(cards=CARDS)
+    sent: dict[str, set[tuple[str, str]]] = {"LOADA001": set(), "LOADB002": set()}
+    keys = set()
+    pooled = reversals = 0
+    now = NOW
+    for i in range(1600):
+        now += timedelta(milliseconds=450)
+        stream = (owner, sharer)[i % 2]
+        request = stream.next(now)
+        fields = request.fields
+        assert fields["41"] == stream.terminal_id and request.key == (request.mti[:2], stream.terminal_id, fields["11"])
+        assert request.key not in keys
+        keys.add(request.key)
+        assert wire.frame(request)[2:] == DEFAULT.encode(dict(fields))
+        assert host.handle(request.message, now).response_code == request.expected, (request, i)
+        pooled += request.template is not None
+        if request.kind == "reversal":
+            assert (fields["90"][4:10], fields["90"][10:20]) in sent[stream.terminal_id]
+            reversals += 1
+        sent[stream.terminal_id].add((fields["11"], fields["7"]))
+    assert pooled > 1400 and reversals > 20
+    with pytest.raises(ValueError, match="pool 8 differs from the pool of the stream shared"):
+        Traffic(cards=CARDS, pool=8, pool_from=owner)

@@ -5,7 +5,8 @@
 and K requests in flight on each, closed loop, and prints one JSON line
 ``{"completed": n, "seconds": s, "rate": r, "cpu_seconds": c, "mismatched": m}``
 counted over ``duration`` after ``warmup`` (``cpu_seconds``: this process's CPU in
-that window; ``mismatched``: answers whose key or MTI was not their request's, exit 1 if any).
+that window; ``mismatched``: answers whose key or MTI was not their request's; exit 1
+if any, or when no request was answered).
 
 Bare means what a load tool cannot do with less: frames are the load kit's own
 requests (:class:`sim.live.traffic.Traffic`), encoded and framed once before timing
@@ -23,8 +24,9 @@ Locust users pay; what ``--codec`` adds to it is their ISO 8583 work.
 ``--codec`` adds what the load kit does per request, and nothing of Locust: the next
 request of the traffic stream (pooled ARQCs, restamped), its bytes from
 :class:`sim.load.wire.WireEncoder` (spliced into pyiso8583's encoding), the answer's
-key and DE39 decoded as pyiso8583 does (:class:`sim.load.answers.AnswerDecoder`, one
-per connection as one per Locust user) and paired with the request waiting under its key
+key and DE39 decoded as pyiso8583 does (:class:`sim.load.answers.AnswerDecoder`), the
+connections sharing one pool, encoder and decoder as the Locust users of a process do,
+and paired with the request waiting under its key
 (MTI class + DE41 + DE11), its MTI checked -- the same ISO 8583 work as the Locust
 users -- and their way of running a connection: the reader takes each answer, queues
 the next request of that lane itself and sends what one ``recv``'s answers queued in
@@ -129,6 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     payload = frames(4096, pool=ns.pool)
     counted = [0]
     mismatched = [0]
+    shared: list[Any] = []
     state = {"counting": False, "stop": False}
 
     def connection(index: int) -> None:
@@ -208,9 +211,13 @@ def main(argv: list[str] | None = None) -> None:
         answer to the request waiting under its key (and checks its MTI, as the kit does
         with an echo), queues that lane's next request, and sends what one ``recv``'s
         answers queued in one write."""
-        traffic = Traffic(seed=index, terminal_id=f"BARE{index:04d}", pool=ns.pool)
-        wire = WireEncoder(DEFAULT, framing)
-        decode = AnswerDecoder(DEFAULT, wanted=KEY_AND_CODE).decode
+        if not shared:  # the first connection's pool, encoder and decoder serve them all
+            shared.append(Traffic(seed=index, terminal_id=f"BARE{index:04d}", pool=ns.pool))
+            shared.extend((WireEncoder(DEFAULT, framing), AnswerDecoder(DEFAULT, wanted=KEY_AND_CODE)))
+            traffic = shared[0]
+        else:
+            traffic = Traffic(seed=index, terminal_id=f"BARE{index:04d}", pool=ns.pool, pool_from=shared[0])
+        wire, decode = shared[1], shared[2].decode
         traffic.prefill(now())
         wire.prepare(traffic.templates())
         pending: dict[tuple[str, str, str], Any] = {}
@@ -264,6 +271,8 @@ def main(argv: list[str] | None = None) -> None:
                       "mismatched": mismatched[0]}))
     if mismatched[0]:
         raise SystemExit(f"{mismatched[0]} answers did not carry their request's key")
+    if not counted[0]:
+        raise SystemExit("no request was answered in the measured window")
 
 
 if __name__ == "__main__":

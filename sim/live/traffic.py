@@ -30,8 +30,9 @@ process (``possim host --cards FILE``).
 Public API (stable)
 -------------------
 ``Traffic(*, seed=0, terminal_id="LOAD0001", cards=None, mix=DEFAULT_MIX,
-card_mix=DEFAULT_CARD_MIX, reversal_lag=64, country="250", pool=0)``
-    One terminal's stream (unique DE41; DE11 counts up and wraps at 999999).
+card_mix=DEFAULT_CARD_MIX, reversal_lag=64, country="250", pool=0, pool_from=None)``
+    One terminal's stream (unique DE41; DE11 counts up and wraps at 999999);
+    ``pool_from``: another stream whose pooled messages this one restamps.
 ``traffic.next(now) -> Request``
     The next request, its kind drawn from ``mix``.
 ``traffic.make(kind, now) -> Request``
@@ -49,8 +50,9 @@ card_mix=DEFAULT_CARD_MIX, reversal_lag=64, country="250", pool=0)``
     when asked), ``fields``, ``expected`` (DE39), ``card`` (label or ``None``),
     ``reason``; ``mti``, ``key`` (the QMUX match key), ``encode(dialect)``;
     ``template`` and ``stamps`` (the pooled fields and the ones changed for this
-    send, for :class:`sim.load.wire.WireEncoder`; ``template`` is None when the
-    request was built in full).
+    send -- DE11, DE7, DE41, and DE12/DE13 or DE90 where the message has them -- for
+    :class:`sim.load.wire.WireEncoder`; ``template`` is None when the request was
+    built in full).
 ``expected_code(card, *, debit, amount, now) -> (code, reason)``
     The issuer's answer to an authorization of ``amount`` on ``card`` at ``now``.
 ``load_card_set(cards=None, card_mix=DEFAULT_CARD_MIX) -> CardSet``;
@@ -204,9 +206,10 @@ class Request:
 
     A request built in full holds its fields. A pooled one (``Traffic(pool=N)``)
     holds the pooled message's field dict (``template``, shared, read-only) and the
-    fields it changes (``stamps``: DE11, DE7, DE12, DE13), so a load generator can
-    splice those into bytes it encoded once (:class:`sim.load.wire.WireEncoder`);
-    ``fields`` and ``message`` are built from both only when asked for.
+    fields it changes (``stamps``: DE11, DE7, DE41 and, where the message has them,
+    DE12, DE13 or DE90), so a load generator can splice those into bytes it encoded
+    once (:class:`sim.load.wire.WireEncoder`); ``fields`` and ``message`` are built
+    from both only when asked for.
     """
 
     __slots__ = ("kind", "expected", "card", "reason", "template", "stamps", "mti", "key", "_fields", "_message")
@@ -238,7 +241,9 @@ class Request:
         assert source is not None
         self.mti: str = source["t"]
         """The request MTI (the Locust request type)."""
-        self.key: tuple[str, str, str] = (self.mti[:2], source.get("41", ""), self.stamps.get("11") or source.get("11", ""))
+        stamps = self.stamps
+        self.key: tuple[str, str, str] = (
+            self.mti[:2], stamps.get("41") or source.get("41", ""), stamps.get("11") or source.get("11", ""))
         """MTI class + DE41 + DE11: the key its answer carries (QMUX)."""
 
     @property
@@ -279,8 +284,8 @@ class _Pooled:
     amount: int
     month: tuple[int, int] = (0, 0)
     answer: tuple[str, str] = ("", "")
-    key: tuple[str, str] = ("", "")
-    """MTI class and DE41 of its requests (their key, but for the trace number)."""
+    mti_class: str = ""
+    """The first two digits of the MTI: what an answer's MTI shares with its request's."""
     sale: bool = False
     """Its approvals are sales a later reversal may name."""
     mti: str = ""
@@ -291,7 +296,7 @@ class _Pooled:
 
     def __post_init__(self) -> None:
         self.mti = self.fields["t"]
-        self.key = (self.mti[:2], self.fields.get("41", ""))
+        self.mti_class = self.mti[:2]
         self.sale = not self.refund and self.kind != "advice"
         self.label = self.card.label
         self.local = "12" in self.fields
@@ -439,6 +444,16 @@ class Traffic:
         the cryptography off a load generator's hot path; the host does not check
         ATC replay. The reversal of such a sale is built in full once per pool entry
         and later restamped the same way (DE11, DE7, and DE90 naming the sale).
+        Every pooled request also carries this stream's DE41, so streams can share
+        one pool (``pool_from``).
+    pool_from : Traffic, optional
+        A stream (with the same ``pool``) whose pooled messages, and the reversals
+        built from them, this stream restamps instead of building its own: the
+        terminals of one load generator process share one pool. Each stream still
+        draws its own kinds, pool entries, trace numbers and sales to reverse from
+        its own seed; its requests depend on the other stream's pool as well.
+        Sharing keeps what a process walks through per request small (one
+        stream's pool, not one per terminal) and builds the pool once.
     """
 
     def __init__(
@@ -452,6 +467,7 @@ class Traffic:
         reversal_lag: int = 64,
         country: str = "250",
         pool: int = 0,
+        pool_from: "Traffic | None" = None,
     ) -> None:
         if len(terminal_id) != 8:
             raise ValueError(f"terminal_id {terminal_id!r} must be 8 characters (DE41)")
@@ -499,6 +515,10 @@ class Traffic:
         self._echo: dict[str, str] | None = None
         self._reversals: dict[int, tuple[Mapping[str, str], dict[str, str], OriginalData]] = {}
         """id of a pooled sale's fields -> (those fields, the fields of its reversal, their DE90), built once."""
+        if pool_from is not None:
+            if pool_from.pool != pool:
+                raise ValueError(f"pool {pool} differs from the pool of the stream shared ({pool_from.pool})")
+            self._pools, self._reversals = pool_from._pools, pool_from._reversals
         self._stamp_now: datetime | None = None
         self._stamp: tuple[str, str, str, tuple[int, int]] = ("", "", "", (0, 0))
 
@@ -597,10 +617,11 @@ class Traffic:
         entry = pool[self._rng.randrange(len(pool))]
         transmitted, local_time, local_date, month = self._stamps(now)
         stan = f"{self._next_stan():06d}"
+        terminal = self.terminal_id
         if entry.local:
-            stamps = {"11": stan, "7": transmitted, "12": local_time, "13": local_date}
+            stamps = {"11": stan, "7": transmitted, "12": local_time, "13": local_date, "41": terminal}
         else:
-            stamps = {"11": stan, "7": transmitted}
+            stamps = {"11": stan, "7": transmitted, "41": terminal}
         if entry.month != month:
             if entry.kind == "advice":
                 entry.answer = ("00", "advice booked")
@@ -608,9 +629,8 @@ class Traffic:
                 entry.answer = expected_code(entry.card, debit=not entry.refund, amount=entry.amount, now=now)
             entry.month = month
         code, reason = entry.answer
-        mti_class, terminal = entry.key
         request = Request.restamped(entry.kind, code, entry.label, reason, entry.fields, stamps,
-                                    (mti_class, terminal, stan), entry.mti)
+                                    (entry.mti_class, terminal, stan), entry.mti)
         if entry.sale and code == "00":
             self._sales.append(_new_sale(_Sale, (request, entry.card, self._serial)))  # _Sale(...) without its __new__
         return request
@@ -676,7 +696,7 @@ class Traffic:
         stan = self._next_stan()
         if self._echo is None:
             self._echo = dict(network_request("301", stan=stan, transmitted=now, terminal_id=self.terminal_id).fields)
-        stamps = {"11": f"{stan:06d}", "7": self._stamps(now)[0]}
+        stamps = {"11": f"{stan:06d}", "7": self._stamps(now)[0], "41": self.terminal_id}
         return Request("echo", None, "00", None, "network management", template=self._echo, stamps=stamps)
 
     def next(self, now: datetime) -> Request:
@@ -704,8 +724,8 @@ class Traffic:
         """The reversal of a pooled sale, as :func:`reversal` builds it, restamped like a pooled request.
 
         The reversal of a pool entry is built in full once; every later one differs
-        from it only in its own DE11 and DE7 and in DE90, which names the sale's DE11
-        and DE7 (MTI, acquirer and forwarder stay).
+        from it only in its own DE11, DE7 and DE41 and in DE90, which names the sale's
+        DE11 and DE7 (MTI, acquirer and forwarder stay).
         """
         template = original.template
         assert template is not None
@@ -719,11 +739,11 @@ class Traffic:
             # holds the template, so its id stays its own
             self._reversals[id(template)] = (template, fields, OriginalData.parse(fields["90"]))
             return Request("reversal", None, "00", card.label, "reversal acknowledged", template=fields,
-                           stamps={"11": fields["11"], "7": fields["7"], "90": fields["90"]})
+                           stamps={"11": fields["11"], "7": fields["7"], "90": fields["90"], "41": self.terminal_id})
         _, fields, first = known
         de90 = replace(first, stan=stamps["11"], transmitted=stamps["7"]).encode()  # a pooled sale's own DE11 and DE7
         return Request("reversal", None, "00", card.label, "reversal acknowledged", template=fields,
-                       stamps={"11": f"{stan:06d}", "7": transmitted, "90": de90})
+                       stamps={"11": f"{stan:06d}", "7": transmitted, "90": de90, "41": self.terminal_id})
 
     def _advice(self, now: datetime) -> Request:
         card = self._rng.choice(self._approving_chip)

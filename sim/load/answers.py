@@ -3,8 +3,9 @@
 A load generator reads the same few hundred answers again and again: the answer
 to a pooled request differs from the last answer to it only in the trace number,
 the times and dates, the retrieval reference, the authorization code, the
-response code (and, in a reversal, the original data elements) -- fixed-length
-text at fixed places. pyiso8583 spends about 25 us decoding a typical answer;
+response code, the terminal (the terminals of one process send the same pooled
+requests) and, in a reversal, the original data elements -- fixed-length text at
+fixed places. pyiso8583 spends about 25 us decoding a typical answer;
 most of it re-reading bytes it has read before.
 
 Design
@@ -65,11 +66,12 @@ KEY_AND_CODE: tuple[str, ...] = ("t", "41", "11", "39")
 """What a load generator reads of an answer: the MTI, DE41 and DE11 that pair it with its
 request (QMUX key), and DE39 to judge it (``AnswerDecoder(wanted=KEY_AND_CODE)``)."""
 
-VARYING: tuple[str, ...] = ("2", "4", "7", "11", "12", "13", "14", "37", "38", "39", "55", "90")
+VARYING: tuple[str, ...] = ("2", "4", "7", "11", "12", "13", "14", "37", "38", "39", "41", "55", "90")
 """Fields that change from one answer to the next: the PAN and amount (a stream without a
 pool draws them afresh), expiry, transmission date and time, trace number, local time and
-date, retrieval reference number, authorization code, response code, the issuer's chip
-data (DE55: the ARPC of each fresh cryptogram) and a reversal's original data elements.
+date, retrieval reference number, authorization code, response code, terminal (one
+decoder serves all the terminals of a load generator process), the issuer's chip data
+(DE55: the ARPC of each fresh cryptogram) and a reversal's original data elements.
 What stays in the fixed part (MTI, bitmaps, length prefixes, processing code, entry mode,
 terminal, currency...) names a kind of answer, so a stream of any variety reads most
 answers in place."""

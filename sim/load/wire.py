@@ -1,9 +1,10 @@
 """Request bytes for a load generator: pyiso8583 encodes once, each send restamps in place.
 
 A load generator sends the same few hundred messages again and again with a new
-trace number (DE11) and transmission time (DE7), and for sales a new local time and
-date (DE12, DE13). Encoding the whole message with pyiso8583 for every send costs
-about 30 us; the bytes that change are 26 ASCII digits at fixed places.
+trace number (DE11), transmission time (DE7) and terminal (DE41: the terminals of one
+process share the messages), and for sales a new local time and date (DE12, DE13).
+Encoding the whole message with pyiso8583 for every send costs about 30 us; the bytes
+that change are 26 ASCII digits and 8 characters at fixed places.
 
 Design
 ------
@@ -27,7 +28,11 @@ slower. Tests (hypothesis) check that the spliced bytes equal a full pyiso8583
 encode of the same fields, for several dialects and framings.
 
 The length header does not change either (same length), so the template keeps the
-framed bytes: one ``b"".join`` per send.
+framed bytes: one ``b"".join`` per send. Of the restamped fields, the trace number and
+the terminal change from one send to the next (:data:`PER_SEND`), the times once a
+second: the template keeps the bytes between the per-send fields from the last send
+of the same times, and a send joins those few pieces with its trace number and
+terminal.
 
 Examples
 --------
@@ -35,7 +40,7 @@ Examples
 >>> fields = {"t": "0800", "7": "1130100000", "11": "000001", "41": "LOAD0001", "70": "301"}
 >>> t = Template(fields, DEFAULT)
 >>> sorted(t.spliced)
-['11', '7']
+['11', '41', '7']
 >>> new = t.encode({"11": "000002", "7": "1130100001"})
 >>> new == DEFAULT.encode({**fields, "11": "000002", "7": "1130100001"})
 True
@@ -57,12 +62,17 @@ from ..iso8583.layout import spans
 if TYPE_CHECKING:
     from ..live.traffic import Request
 
-__all__ = ["RESTAMPED", "TPDU", "Template", "WireEncoder"]
+__all__ = ["PER_SEND", "RESTAMPED", "TPDU", "Template", "WireEncoder"]
 
-RESTAMPED: tuple[str, ...] = ("7", "11", "12", "13", "90")
+RESTAMPED: tuple[str, ...] = ("7", "11", "12", "13", "41", "90")
 """Fields a pooled request changes per send: transmission date and time, trace number,
-local time, local date, and a reversal's original data elements (all fixed-length
-numeric in ISO 8583:1987)."""
+local time, local date, terminal, and a reversal's original data elements (all
+fixed-length text in ISO 8583:1987: numeric, and ans 8 for DE41)."""
+
+PER_SEND: frozenset[str] = frozenset(("11", "41"))
+"""Restamped fields that change from one send to the next: the trace number, and the
+terminal (streams of one process send the same pooled messages). The other restamped
+fields change once a second at most."""
 
 TPDU = bytes.fromhex("6000010000")
 """TPDU the load kit sends when the framing has one: ID 60, destination 0001, source 0000."""
@@ -102,7 +112,7 @@ class Template:
     """
 
     __slots__ = ("fields", "dialect", "framing", "tpdu", "raw", "spliced", "_pieces", "_order", "_plan", "_header",
-                 "_others", "_stan", "_memo")
+                 "_slow", "_fast", "_fast_cuts", "_memo")
 
     def __init__(self, fields: Mapping[str, str], dialect: Dialect = DEFAULT, framing: Framing | None = None,
                  restamp: tuple[str, ...] = RESTAMPED, tpdu: bytes = TPDU) -> None:
@@ -144,15 +154,16 @@ class Template:
         cuts.append(len(framed))
         self._pieces = [framed[cuts[i]:cuts[i + 1]] for i in range(0, len(cuts), 2)]
         self._plan = tuple((key, self.spliced[key][2], self.spliced[key][1] - self.spliced[key][0]) for key in self._order)
-        # The trace number changes every send, the rest (times, a reversal's DE90) once a
-        # second at most: the bytes around DE11 are kept from the last send of those values.
-        others = [key for key in self._order if key != "11"]
-        self._others = itemgetter(*others) if "11" in self.spliced and others else None
-        self._stan: tuple[int, int, str] | None = None
-        if "11" in self.spliced:
-            start, end, codec = self.spliced["11"]
-            self._stan = (start + shift, end + shift, codec)
-        self._memo: tuple[Any, bytes, bytes] | None = None
+        # The per-send fields change every send, the rest (times, a reversal's DE90) once a
+        # second at most: the bytes between the per-send fields are kept from the last send
+        # of those other values.
+        fast = [key for key in self._order if key in PER_SEND]
+        slow = [key for key in self._order if key not in PER_SEND]
+        self._slow = itemgetter(*slow) if fast and slow else None
+        self._fast = tuple((key, self.spliced[key][2], self.spliced[key][1] - self.spliced[key][0]) for key in fast)
+        self._fast_cuts = tuple(edge + shift for key in fast for edge in self.spliced[key][:2])
+        self._memo: tuple[Any, tuple[bytes, ...]] | None = None
+        """(the slow fields' values, the framed bytes before, between and after the per-send fields)."""
 
     def _frame(self, payload: bytes) -> bytes:
         if self.framing is None:
@@ -163,29 +174,31 @@ class Template:
         """The pieces joined with ``values`` in place, or None when a value cannot be spliced."""
         plan = self._plan
         if len(values) == len(plan):  # the usual send: a value for every spliced field
-            others = self._others
-            if others is not None:
-                try:
-                    rest = others(values)
-                    stan = values["11"]
-                except KeyError:
-                    return None  # a field that is not spliced
-                memo = self._memo
-                if memo is not None and memo[0] == rest:
-                    start, end, codec = self._stan  # type: ignore[misc]
-                    try:
-                        data = stan.encode(codec)
-                    except UnicodeError:
-                        return None
-                    if len(data) == end - start:
-                        return memo[1] + data + memo[2]
-                    return None  # pyiso8583 would refuse it (or pad it): let it say so
+            slow = self._slow
+            if slow is None:
+                return self._join(values)
+            try:
+                rest = slow(values)
+            except KeyError:
+                return None  # a field that is not spliced
+            memo = self._memo
+            if memo is None or memo[0] != rest:
                 out = self._join(values)
                 if out is not None:
-                    start, end, _ = self._stan  # type: ignore[misc]
-                    self._memo = (rest, out[:start], out[end:])
+                    cuts = (0, *self._fast_cuts, len(out))
+                    self._memo = (rest, tuple(out[cuts[i]:cuts[i + 1]] for i in range(0, len(cuts), 2)))
                 return out
-            return self._join(values)
+            pieces = memo[1]
+            out = [pieces[0]]
+            try:
+                for i, (key, codec, size) in enumerate(self._fast, 1):
+                    data = values[key].encode(codec)
+                    if len(data) != size:
+                        return None  # pyiso8583 would refuse it (or pad it): let it say so
+                    out += (data, pieces[i])
+            except (KeyError, UnicodeError):
+                return None  # a field that is not spliced (KeyError), or not in the codec
+            return b"".join(out)
         return self._join_some(values)
 
     def _join(self, values: Mapping[str, str]) -> bytes | None:
