@@ -496,6 +496,8 @@ class Traffic:
                 )
         self._cards = [(c, r) for c, r, _ in entries]
         self._card_weights = [w for _, _, w in entries]
+        self._card_cum = list(accumulate(self._card_weights))
+        self._pool_offsets: dict[str, float] = {}
         self._approving = [c for c, r in self._cards if r is CardRole.APPROVE]
         self._approving_chip = [c for c in self._approving if c.emv is not None]
         if not self._approving_chip:
@@ -559,6 +561,19 @@ class Traffic:
 
     def _card(self) -> tuple[Card, CardRole]:
         return self._rng.choices(self._cards, self._card_weights)[0]
+
+    def _pool_card(self, kind: str, index: int) -> tuple[Card, CardRole]:
+        """The card of entry ``index`` of the pool of ``kind`` (a sale): the pool holds each
+        card of the mix in proportion to its weight, within one entry of its share
+        (systematic sampling, the offset drawn once per pool from the seed), so a load run
+        declines at the mix's rates whatever the pool's size and seed. Entries are drawn
+        from the pool at random, so their order (by card) does not matter.
+        """
+        offset = self._pool_offsets.get(kind)
+        if offset is None:
+            offset = self._pool_offsets[kind] = self._rng.random()
+        at = (index + offset) * self._card_cum[-1] / self.pool
+        return self._cards[min(bisect(self._card_cum, at), len(self._cards) - 1)]
 
     # Builders -------------------------------------------------------------------------------
 
@@ -678,7 +693,8 @@ class Traffic:
             if pooled is not None:
                 return pooled
         if kind in ("chip sale", "contactless", "swipe sale"):
-            card, role = self._card()
+            filling = self.pool and len(self._pools.setdefault(kind, [])) < self.pool
+            card, role = self._pool_card(kind, len(self._pools[kind])) if filling else self._card()
             return self._remember(kind, self._purchase(kind, now, card, role))
         if kind == "refund":
             request = self._purchase("refund", now, self._rng.choice(self._approving), CardRole.APPROVE, refund=True)
