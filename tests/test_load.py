@@ -46,8 +46,9 @@ def _check_clean(result) -> None:
     assert sum(result.codes.values()) == total.requests
 
 
-def test_headless_run_answers_every_request_as_the_card_mix_says(host, tmp_path: Path) -> None:
-    plan = _plan(host, tmp_path, duration=5.0, pool=0, html=True)  # pool 0: a fresh ARQC for every chip request
+@pytest.mark.parametrize("pool", [0, 64])  # 0: a fresh ARQC for every chip request; 64: the users' shared pool
+def test_headless_run_answers_every_request_as_the_card_mix_says(host, tmp_path: Path, pool: int) -> None:
+    plan = _plan(host, tmp_path, duration=5.0, pool=pool, html=True)
     result = run(plan)
     _check_clean(result)
     total = result.total
