@@ -303,9 +303,21 @@ class _Pooled:
 
 
 class _Sale(NamedTuple):
-    request: Request
+    """An approved sale a later reversal may name.
+
+    A sale built in full keeps its request. A pooled one keeps only what its reversal
+    needs -- the pool entry's fields, its trace number and the second's stamps, all
+    shared with other objects -- not the request and its stamps: a stream keeps up to
+    2 x ``reversal_lag`` sales, and a load generator allocates every request anew.
+    """
+
+    request: Request | None
     card: Card
     serial: int
+    template: Mapping[str, str] | None = None
+    stan: str = ""
+    stamp: tuple[str, str, str, tuple[int, int]] = ("", "", "", (0, 0))
+    """DE7, DE12, DE13 (and the month) of the second it was sent in."""
 
 
 _new_sale = tuple.__new__
@@ -647,7 +659,8 @@ class Traffic:
         request = Request.restamped(entry.kind, code, entry.label, reason, entry.fields, stamps,
                                     (entry.mti_class, terminal, stan), entry.mti)
         if entry.sale and code == "00":
-            self._sales.append(_new_sale(_Sale, (request, entry.card, self._serial)))  # _Sale(...) without its __new__
+            # _Sale(...) without its __new__
+            self._sales.append(_new_sale(_Sale, (None, entry.card, self._serial, entry.fields, stan, self._stamp)))
         return request
 
     def prefill(self, now: datetime) -> None:
@@ -731,33 +744,37 @@ class Traffic:
         # The oldest eligible sale: reversed once, then forgotten.
         sale = sales.popleft()
         original = sale.request
-        if original.template is None:
-            msg = reversal(original.message, stan=self._next_stan(), transmitted=now, reason="17")  # 17: customer cancellation
-            return Request("reversal", msg, "00", sale.card.label, "reversal acknowledged")
-        return self._pooled_reversal(original, sale.card, now)
+        if original is None:
+            return self._pooled_reversal(sale, now)
+        msg = reversal(original.message, stan=self._next_stan(), transmitted=now, reason="17")  # 17: customer cancellation
+        return Request("reversal", msg, "00", sale.card.label, "reversal acknowledged")
 
-    def _pooled_reversal(self, original: Request, card: Card, now: datetime) -> Request:
+    def _pooled_reversal(self, sale: _Sale, now: datetime) -> Request:
         """The reversal of a pooled sale, as :func:`reversal` builds it, restamped like a pooled request.
 
         The reversal of a pool entry is built in full once; every later one differs
         from it only in its own DE11, DE7 and DE41 and in DE90, which names the sale's
         DE11 and DE7 (MTI, acquirer and forwarder stay).
         """
-        template = original.template
+        template, card = sale.template, sale.card
         assert template is not None
-        stamps = original.stamps
         stan = self._next_stan()
         transmitted = self._stamps(now)[0]
         known = self._reversals.get(id(template))
         if known is None:
-            msg = reversal(original.message, stan=stan, transmitted=now, reason="17")  # 17: customer cancellation
+            sold, local_time, local_date, _ = sale.stamp
+            stamps = {"11": sale.stan, "7": sold, "41": self.terminal_id}
+            if "12" in template:
+                stamps.update({"12": local_time, "13": local_date})
+            original = Message({**template, **stamps})  # the sale as it was sent
+            msg = reversal(original, stan=stan, transmitted=now, reason="17")  # 17: customer cancellation
             fields = {k: v for k, v in msg.fields.items() if k not in ("p", "1")}
             # holds the template, so its id stays its own
             self._reversals[id(template)] = (template, fields, OriginalData.parse(fields["90"]))
             return Request("reversal", None, "00", card.label, "reversal acknowledged", template=fields,
                            stamps={"11": fields["11"], "7": fields["7"], "90": fields["90"], "41": self.terminal_id})
         _, fields, first = known
-        de90 = replace(first, stan=stamps["11"], transmitted=stamps["7"]).encode()  # a pooled sale's own DE11 and DE7
+        de90 = replace(first, stan=sale.stan, transmitted=sale.stamp[0]).encode()  # a pooled sale's own DE11 and DE7
         return Request("reversal", None, "00", card.label, "reversal acknowledged", template=fields,
                        stamps={"11": f"{stan:06d}", "7": transmitted, "90": de90, "41": self.terminal_id})
 
