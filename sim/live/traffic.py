@@ -641,7 +641,7 @@ class Traffic:
         pool = self._pools.get(kind)
         if pool is None or len(pool) < self.pool:
             return None
-        entry = pool[self._rng.randrange(len(pool))]
+        entry = pool[int(self._random() * len(pool))]  # uniform, without randrange's Python calls
         transmitted, local_time, local_date, month = self._stamps(now)
         stan = f"{self._next_stan():06d}"
         terminal = self.terminal_id
