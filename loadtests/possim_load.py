@@ -112,7 +112,7 @@ def _options(parser: Any) -> None:
     group.add_argument("--in-flight", type=int, default=4, help="requests in flight per connection (closed model lanes)")
     group.add_argument("--request-timeout", type=float, default=5.0, help="seconds to wait for an answer")
     group.add_argument("--traffic-seed", type=int, default=0, help="seed of the request streams")
-    group.add_argument("--traffic-pool", type=int, default=64, help="requests built in full per kind, then restamped (0: fresh ARQC each)")
+    group.add_argument("--traffic-pool", type=int, default=64, help="requests built in full per kind, shared by the users of a process, then restamped (0: fresh ARQC each)")
     group.add_argument("--framing", default="be2", help="be2, le2, ascii4, optionally +tpdu")
     group.add_argument("--dialect", default=None, help="dialect name or spec file (default ISO 8583:1987 ascii)")
     group.add_argument("--echo-server", action="store_true", default=False, help="target echoes frames back")

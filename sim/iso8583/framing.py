@@ -56,6 +56,10 @@ class Frame(NamedTuple):
     tpdu: bytes | None = None
 
 
+_new_frame = tuple.__new__
+"""``Frame(payload)`` without the named tuple's Python ``__new__``: ``_new_frame(Frame, (payload, None))``."""
+
+
 def reply_tpdu(tpdu: bytes) -> bytes:
     """The TPDU for a reply: same ID, destination and source swapped.
 
@@ -182,13 +186,14 @@ class StreamDecoder:
         if not buf and framing.kind == "be2" and not framing.tpdu and type(data) is bytes:
             size = len(data)
             limit = framing.max_length
+            new_frame = _new_frame
             pos = 0
             while size - pos >= 2:
                 n = (data[pos] << 8) | data[pos + 1]
                 end = pos + 2 + n
                 if not 0 < n <= limit or end > size:
                     break  # the general path below reports a bad header and keeps a partial frame
-                frames.append(Frame(data[pos + 2:end]))
+                frames.append(new_frame(Frame, (data[pos + 2:end], None)))
                 pos = end
             if pos == size:
                 return frames

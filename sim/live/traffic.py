@@ -525,6 +525,7 @@ class Traffic:
         if pool < 0:
             raise ValueError(f"pool {pool} must be >= 0")
         self.pool = pool
+        self._pooled_kinds = _POOLED_KINDS if pool else frozenset()
         self._pools: dict[str, list[_Pooled]] = {}
         self._echo: dict[str, str] | None = None
         self._reversals: dict[int, tuple[Mapping[str, str], dict[str, str], OriginalData]] = {}
@@ -642,8 +643,12 @@ class Traffic:
         if pool is None or len(pool) < self.pool:
             return None
         entry = pool[int(self._random() * len(pool))]  # uniform, without randrange's Python calls
-        transmitted, local_time, local_date, month = self._stamps(now)
-        stan = f"{self._next_stan():06d}"
+        # self._stamps(now) and self._next_stan(), inlined (the caller passes one `now` a second)
+        stamp = self._stamp if now is self._stamp_now else self._stamps(now)
+        transmitted, local_time, local_date, month = stamp
+        self._stan = number = self._stan % 999_999 + 1
+        self._serial += 1
+        stan = f"{number:06d}"
         terminal = self.terminal_id
         if entry.local:
             stamps = {"11": stan, "7": transmitted, "12": local_time, "13": local_date, "41": terminal}
@@ -660,7 +665,7 @@ class Traffic:
                                     (entry.mti_class, terminal, stan), entry.mti)
         if entry.sale and code == "00":
             # _Sale(...) without its __new__
-            self._sales.append(_new_sale(_Sale, (None, entry.card, self._serial, entry.fields, stan, self._stamp)))
+            self._sales.append(_new_sale(_Sale, (None, entry.card, self._serial, entry.fields, stan, stamp)))
         return request
 
     def prefill(self, now: datetime) -> None:
@@ -735,7 +740,12 @@ class Traffic:
         and a bisection, without the list it builds for one pick.
         """
         cum = self._kind_cum
-        return self.make(self._kinds[bisect(cum, self._random() * self._kind_total, 0, len(cum) - 1)], now)
+        kind = self._kinds[bisect(cum, self._random() * self._kind_total, 0, len(cum) - 1)]
+        if kind in self._pooled_kinds:  # make()'s first step, without its call
+            pooled = self._pooled(kind, now)
+            if pooled is not None:
+                return pooled
+        return self.make(kind, now)
 
     def _reversal(self, now: datetime) -> Request:
         sales = self._sales

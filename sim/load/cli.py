@@ -107,7 +107,7 @@ def load_command(
     in_flight: int = typer.Option(4, "--in-flight", min=1, max=256, help="Requests in flight per connection (closed model)."),
     processes: int = typer.Option(0, "--processes", min=0, max=64, help="Locust worker processes (0: one process)."),
     seed: int = typer.Option(0, "--seed", help="Traffic seed."),
-    pool: int = typer.Option(64, "--pool", min=0, help="Requests built in full per kind, then restamped (0: a fresh ARQC for each)."),
+    pool: int = typer.Option(64, "--pool", min=0, help="Requests built in full per kind and process (its users share them), then restamped (0: a fresh ARQC for each)."),
     timeout: float = typer.Option(5.0, "--timeout", min=0.01, help="Seconds to wait for each answer."),
     framing: str = typer.Option("be2", "--framing", help="be2, le2 or ascii4, optionally +tpdu."),
     dialect: Optional[str] = typer.Option(None, "--dialect", help="Dialect name or spec file."),
