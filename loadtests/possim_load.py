@@ -8,7 +8,9 @@ come back in any order. Framing and dialect are the wire layer's
 ``sim.live.traffic`` with the DE39 the host owes each of them, their bytes from
 ``sim.load.wire`` (pyiso8583's encoding, restamped), and answers are decoded by
 ``sim.load.answers`` (exactly as pyiso8583 decodes them, each layout decoded once;
-the key and DE39 alone read from the rest).
+the key and DE39 alone read from the rest). The users of a process with the same mix
+share one pool of requests, restamped with each user's own DE41, trace numbers and
+times, one encoder and one answer decoder.
 A closed-model user's lanes are driven by the reader: an answer fires the request
 event and queues that lane's next request without a greenlet switch.
 
