@@ -66,11 +66,13 @@ def _full(fields: dict[str, str], dialect: Dialect, framing) -> bytes:
     framing=st.sampled_from(FRAMINGS),
     stan=st.integers(1, 999_999),
     when=st.datetimes(datetime(2000, 1, 1), datetime(2099, 12, 31)),
+    terminal=st.text("ABCXYZ0123456789 ", min_size=8, max_size=8),
     which=st.sets(st.sampled_from(RESTAMPED)),
 )
-def test_spliced_bytes_equal_a_full_pyiso8583_encode(index, dialect, framing, stan, when, which) -> None:
+def test_spliced_bytes_equal_a_full_pyiso8583_encode(index, dialect, framing, stan, when, terminal, which) -> None:
     fields = TEMPLATES[index]
-    stamps = {"7": when.strftime("%m%d%H%M%S"), "11": f"{stan:06d}", "12": when.strftime("%H%M%S"), "13": when.strftime("%m%d")}
+    stamps = {"7": when.strftime("%m%d%H%M%S"), "11": f"{stan:06d}", "12": when.strftime("%H%M%S"), "13": when.strftime("%m%d"),
+              "41": terminal}
     values = {k: v for k, v in stamps.items() if k in which and k in fields}
     template = Template(fields, dialect, framing)
     expected = _full({**fields, **values}, dialect, framing)
@@ -88,23 +90,29 @@ def test_spliced_bytes_equal_a_full_pyiso8583_encode(index, dialect, framing, st
 @given(
     index=st.integers(0, len(TEMPLATES) - 1),
     framing=st.sampled_from(FRAMINGS),
-    sends=st.lists(st.tuples(st.integers(0, 2), st.text("0123456789", min_size=5, max_size=7)), min_size=1, max_size=12),
+    sends=st.lists(
+        st.tuples(st.integers(0, 2), st.text("0123456789", min_size=5, max_size=7),
+                  st.sampled_from(["LOAD0001", "L0000002", "TERM 03", "T0000004X"])),
+        min_size=1, max_size=12,
+    ),
 )
 def test_sends_that_share_their_times_splice_like_full_encodes(index, framing, sends) -> None:
-    """The bytes around DE11 are kept from the last send with the same times: each send,
-    whether it reuses them or not (a trace number of the wrong length), is what pyiso8583
-    makes of its own fields."""
+    """The bytes between DE11 and DE41 are kept from the last send with the same times, the
+    terminals of a process sending the same pooled messages: each send, whether it reuses
+    them or not (another terminal, a trace number or terminal of the wrong length), is what
+    pyiso8583 makes of its own fields."""
     fields = TEMPLATES[index]
     template = Template(fields, DEFAULT, framing)
     times = [datetime(2026, 11, 30, 10, 0, s) for s in range(3)]
-    for second, stan in sends:
+    for second, stan, terminal in sends:
         when = times[second]
-        stamps = {"7": when.strftime("%m%d%H%M%S"), "11": stan, "12": when.strftime("%H%M%S"), "13": when.strftime("%m%d")}
+        stamps = {"7": when.strftime("%m%d%H%M%S"), "11": stan, "12": when.strftime("%H%M%S"), "13": when.strftime("%m%d"),
+                  "41": terminal}
         values = {k: v for k, v in stamps.items() if k in fields}
         try:
             expected = _full({**fields, **values}, DEFAULT, framing)
         except iso8583.EncodeError:
-            with pytest.raises(MessageError, match="11"):
+            with pytest.raises(MessageError, match="11|41"):
                 template.frame(values)
             continue
         assert template.frame(values) == expected
