@@ -88,6 +88,23 @@ def _codec(props: Mapping[str, object]) -> str | None:
     return codec if isinstance(codec, str) else None
 
 
+def _interleave(pieces: tuple[bytes, ...] | list[bytes], plan: tuple[tuple[str, str, int], ...],
+                values: Mapping[str, str]) -> bytes | None:
+    """``pieces`` joined with the data of the fields of ``plan`` (field, codec, length) in
+    between, or None when a value is missing (KeyError), not in its codec, or not of its length
+    (pyiso8583 would refuse it, or pad it: let it say so)."""
+    out = [pieces[0]]
+    try:
+        for i, (key, codec, size) in enumerate(plan, 1):
+            data = values[key].encode(codec)
+            if len(data) != size:
+                return None
+            out += (data, pieces[i])
+    except (KeyError, UnicodeError):
+        return None
+    return b"".join(out)
+
+
 class Template:
     """A message encoded once by pyiso8583, with the byte spans of its restampable fields.
 
@@ -198,31 +215,12 @@ class Template:
                 if len(d1) != n1 or len(d2) != n2:
                     return None  # pyiso8583 would refuse it (or pad it): let it say so
                 return b"".join((pieces[0], d1, pieces[1], d2, pieces[2]))
-            out = [pieces[0]]
-            try:
-                for i, (key, codec, size) in enumerate(self._fast, 1):
-                    data = values[key].encode(codec)
-                    if len(data) != size:
-                        return None  # pyiso8583 would refuse it (or pad it): let it say so
-                    out += (data, pieces[i])
-            except (KeyError, UnicodeError):
-                return None  # a field that is not spliced (KeyError), or not in the codec
-            return b"".join(out)
+            return _interleave(pieces, self._fast, values)
         return self._join_some(values)
 
     def _join(self, values: Mapping[str, str]) -> bytes | None:
         """The pieces joined with a value for every spliced field, or None when one cannot be spliced."""
-        pieces = self._pieces
-        out = [pieces[0]]
-        try:
-            for i, (key, codec, size) in enumerate(self._plan, 1):
-                data = values[key].encode(codec)
-                if len(data) != size:
-                    return None  # pyiso8583 would refuse it (or pad it): let it say so
-                out += (data, pieces[i])
-        except (KeyError, UnicodeError):
-            return None  # a field that is not spliced (KeyError), or not in the codec
-        return b"".join(out)
+        return _interleave(self._pieces, self._plan, values)
 
     def _join_some(self, values: Mapping[str, str]) -> bytes | None:
         """The pieces joined with ``values`` where given and the template's own data elsewhere."""
