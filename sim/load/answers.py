@@ -73,7 +73,7 @@ date, retrieval reference number, authorization code, response code, terminal (o
 decoder serves all the terminals of a load generator process), the issuer's chip data
 (DE55: the ARPC of each fresh cryptogram) and a reversal's original data elements.
 What stays in the fixed part (MTI, bitmaps, length prefixes, processing code, entry mode,
-terminal, currency...) names a kind of answer, so a stream of any variety reads most
+merchant, currency...) names a kind of answer, so a stream of any variety reads most
 answers in place."""
 
 
