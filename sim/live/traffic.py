@@ -507,8 +507,7 @@ class Traffic:
                     "(and run the host with it: possim host --cards FILE of load_card_set_toml)"
                 )
         self._cards = [(c, r) for c, r, _ in entries]
-        self._card_weights = [w for _, _, w in entries]
-        self._card_cum = list(accumulate(self._card_weights))
+        self._card_cum = list(accumulate(w for _, _, w in entries))
         self._pool_offsets: dict[str, float] = {}
         self._approving = [c for c, r in self._cards if r is CardRole.APPROVE]
         self._approving_chip = [c for c in self._approving if c.emv is not None]
@@ -573,7 +572,7 @@ class Traffic:
         return min(rng.randint(low, high), card.amount_limit)
 
     def _card(self) -> tuple[Card, CardRole]:
-        return self._rng.choices(self._cards, self._card_weights)[0]
+        return self._rng.choices(self._cards, cum_weights=self._card_cum)[0]
 
     def _pool_card(self, kind: str, index: int) -> tuple[Card, CardRole]:
         """The card of entry ``index`` of the pool of ``kind`` (a sale): the pool holds each
@@ -711,8 +710,11 @@ class Traffic:
             if pooled is not None:
                 return pooled
         if kind in ("chip sale", "contactless", "swipe sale"):
-            filling = self.pool and len(self._pools.setdefault(kind, [])) < self.pool
-            card, role = self._pool_card(kind, len(self._pools[kind])) if filling else self._card()
+            pool = self._pools.setdefault(kind, []) if self.pool else None
+            if pool is not None and len(pool) < self.pool:
+                card, role = self._pool_card(kind, len(pool))
+            else:
+                card, role = self._card()
             return self._remember(kind, self._purchase(kind, now, card, role))
         if kind == "refund":
             request = self._purchase("refund", now, self._rng.choice(self._approving), CardRole.APPROVE, refund=True)
