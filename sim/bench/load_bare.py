@@ -131,8 +131,17 @@ def main(argv: list[str] | None = None) -> None:
     payload = frames(4096, pool=ns.pool)
     counted = [0]
     mismatched = [0]
-    shared: list[Any] = []
     state = {"counting": False, "stop": False}
+    # --codec: each connection's stream restamps the first one's pool, and one encoder and
+    # one decoder serve them all, as for the Locust users of a process
+    streams: list[Traffic] = []
+    for i in range(ns.connections if ns.codec else 0):
+        streams.append(Traffic(seed=i, terminal_id=f"BARE{i:04d}", pool=ns.pool, pool_from=streams[0] if streams else None))
+    wire = WireEncoder(DEFAULT, framing)
+    decode = AnswerDecoder(DEFAULT, wanted=KEY_AND_CODE).decode
+    for traffic in streams:
+        traffic.prefill(now())
+        wire.prepare(traffic.templates())
 
     def connection(index: int) -> None:
         sock = socket.create_connection((ns.host, ns.port))
@@ -211,15 +220,7 @@ def main(argv: list[str] | None = None) -> None:
         answer to the request waiting under its key (and checks its MTI, as the kit does
         with an echo), queues that lane's next request, and sends what one ``recv``'s
         answers queued in one write."""
-        if not shared:  # the first connection's pool, encoder and decoder serve them all
-            shared.append(Traffic(seed=index, terminal_id=f"BARE{index:04d}", pool=ns.pool))
-            shared.extend((WireEncoder(DEFAULT, framing), AnswerDecoder(DEFAULT, wanted=KEY_AND_CODE)))
-            traffic = shared[0]
-        else:
-            traffic = Traffic(seed=index, terminal_id=f"BARE{index:04d}", pool=ns.pool, pool_from=shared[0])
-        wire, decode = shared[1], shared[2].decode
-        traffic.prefill(now())
-        wire.prepare(traffic.templates())
+        traffic = streams[index]
         pending: dict[tuple[str, str, str], Any] = {}
         outbox: list[bytes] = []
         finished = Event()
